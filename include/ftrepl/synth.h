@@ -80,7 +80,8 @@ struct ftr_synth_gen {
 	uint64_t k;	 /* writes completed */
 };
 
-/* Starts a generator at k = 0. */
+/* Starts a generator at k = 0. The spec must be valid (as ftr_synth_parse
+ * returns it: size >= 8K, so Hn >= 1); the step functions do not check. */
 void ftr_synth_gen_init(struct ftr_synth_gen *g, const struct ftr_synth_spec *s);
 /* Advances to write k + 1 and returns its page p (1 .. Hn); g->k becomes k + 1.
  * Does not touch memory. */
@@ -96,7 +97,8 @@ uint64_t ftr_synth_write(struct ftr_synth_gen *g, void *base);
 /* Makes base the image at k = 0: control page filled, data pages zero.
  * (base must be zeroed memory, e.g. a fresh memfd; only page 0 is written.) */
 void ftr_synth_init_image(struct ftr_synth_gen *g, void *base);
-/* Recreates a generator positioned after k writes (replays the PRNG). */
+/* Recreates a generator positioned after k writes. O(1): the splitmix64
+ * state after k steps is S + k * FTR_SYNTH_GOLDEN. */
 void ftr_synth_gen_seek(struct ftr_synth_gen *g, const struct ftr_synth_spec *s,
 			uint64_t k);
 
@@ -114,8 +116,10 @@ struct ftr_synth_verdict {
  * Checks that image[0..len) is a consistent image of the synthetic workload.
  * expect may be NULL: then the spec is read from the control page (S, N,
  * Hn, pattern); otherwise the control page must match expect as well.
- * Returns 0 when the check ran (verdict in *v, v->ok says if it passed),
- * -EINVAL when len is not a whole number of pages, -ENOMEM.
+ * Returns 0 when the check ran (verdict in *v, v->ok says if it passed;
+ * an image of fewer than 2 pages is a failed verdict), -EINVAL when len is
+ * not a whole number of pages or image is not 8-byte aligned, -ENOMEM.
+ * v->msg is filled on every path, errors included.
  */
 int ftr_synth_verify(const void *image, size_t len,
 		     const struct ftr_synth_spec *expect,

@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ftrepl-sender: the primary. Runs (or, later, attaches to) a workload,
+ * cuts epochs and replicates them to a standby.
+ *
+ * Threads: main (signals), "engine" (ftr_primary_run), the primary's
+ * control reader, the workload's writer, and the control socket server.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include <jansson.h>
+
+#include <ftrepl/checkpoint.h>
+#include <ftrepl/ftrepl.h>
+#include <ftrepl/synth.h>
+
+#include "common/ctlsock.h"
+#include "programs/progutil.h"
+
+static void usage(void)
+{
+	printf("Usage: ftrepl-sender --tcp ADDR:PORT [--workload SPEC] [options]\n"
+	       "\n"
+	       "The primary: runs the workload, cuts an epoch every few milliseconds and sends\n"
+	       "the pages written since the last one to the standby, which commits each epoch\n"
+	       "atomically and acknowledges it.\n"
+	       "\n"
+	       "Connection:\n"
+	       "  --tcp ADDR:PORT         the standby's address (ftrepl-receiver --listen)\n"
+	       "  --tcp-mode MODE         writev (default; batched iovecs), write (one write per\n"
+	       "                          header and per page), uring (io_uring)\n"
+	       "  --channels N            data channels (connections) for pages (default 1, max %d)\n"
+	       "Workload:\n"
+	       "  --workload SPEC         synth:size=SIZE,seed=S,hot=H,rate=R,pattern=random|seq\n"
+	       "                          (default: synth, a 64 MiB synthetic region written as fast\n"
+	       "                          as possible; every image it leaves can be verified)\n"
+	       "Epochs:\n"
+	       "  --epoch-ms N            epoch period (default %d)\n"
+	       "  --snapshot MODE         stop-copy (default: paused until the dirty set is sent)\n"
+	       "                          or copy-out (copy to a buffer, resume, then send)\n"
+	       "  --dirty MODE            auto (the workload's exact tracking) or full (every page,\n"
+	       "                          every epoch; needs staging as large as the workload)\n"
+	       "  --batch-pages N         pages per PAGES record (default %d, max %d)\n"
+	       "  --no-data-crc           do not checksum page payloads (headers always are)\n"
+	       "Session:\n"
+	       "  --session UUID          session id (default: random)\n"
+	       "  --generation N          generation number (default 1)\n"
+	       "  --heartbeat-ms MS       heartbeat period (default %d)\n"
+	       "  --failover-timeout MS   give up when the standby is silent this long (default %d)\n"
+	       "Running:\n"
+	       "  --epochs N              stop after N epochs after the initial sync\n"
+	       "  --duration SECONDS      stop after this long (also 500ms)\n"
+	       "  --control PATH          control socket for ftreplctl (status, stats, stop)\n"
+	       "  --dump-on-exit FILE     after an orderly stop, write the workload's final image\n"
+	       "                          (equal to the last acked epoch) to FILE\n"
+	       "  --log-level LEVEL       error, warn, info (default) or debug\n"
+	       "  --help, --version\n"
+	       "\n"
+	       "An orderly stop (SIGINT, SIGTERM, `ftreplctl stop`, --epochs, --duration) cuts a final\n"
+	       "epoch with the workload paused, waits for its ACK and says BYE.\n"
+	       "\n"
+	       "Example:\n"
+	       "  ftrepl-sender --tcp 127.0.0.1:7600 --workload synth:size=256M,rate=20000 \\\n"
+	       "                --epoch-ms 20 --control /run/ftrepl-tx.sock\n",
+	       FTR_WIRE_MAX_CHANNELS, FTR_DEFAULT_EPOCH_MS, FTR_DEFAULT_BATCH, FTR_WIRE_MAX_BATCH,
+	       FTR_DEFAULT_HEARTBEAT_MS, FTR_DEFAULT_FAILOVER_MS);
+}
+
+struct sender {
+	struct ftr_primary *p;
+	struct ftr_workload *wl;
+	struct ftr_synth_spec spec;
+	atomic_bool done;
+	int ret;
+};
+
+static json_t *epoch_json(uint64_t e)
+{
+	return e == FTR_EPOCH_NONE ? json_null() : json_integer((json_int_t)e);
+}
+
+static json_t *status_json(struct sender *s, bool full)
+{
+	struct ftr_primary_status st;
+	char spec[256];
+	json_t *o;
+
+	ftr_primary_get_status(s->p, &st);
+	ftr_synth_format(&s->spec, spec, sizeof(spec));
+	o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:s, s:i, s:s, s:I, s:s}",
+		      "role", "primary",
+		      "state", ftr_state_name(st.state),
+		      "session", st.session,
+		      "generation", (json_int_t)st.generation,
+		      "epoch", epoch_json(st.epoch),
+		      "epoch_acked", epoch_json(st.acked),
+		      "workload_writes", (json_int_t)st.workload_writes,
+		      "workload", spec,
+		      "nchannels", (int)st.nchannels,
+		      "transport", st.transport,
+		      "staging_slots", (json_int_t)st.staging_slots,
+		      "last_error", st.last_error);
+	if (o && full) {
+		json_t *more = json_pack(
+			"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"pages_sent", (json_int_t)st.pages_sent,
+			"zero_pages_sent", (json_int_t)st.zero_pages_sent,
+			"bytes_sent", (json_int_t)st.bytes_sent,
+			"pause_last_us", (json_int_t)st.pause_last_us,
+			"pause_mean_us", (json_int_t)st.pause_mean_us,
+			"pause_p99_us", (json_int_t)st.pause_p99_us,
+			"ack_last_us", (json_int_t)st.ack_last_us,
+			"ack_mean_us", (json_int_t)st.ack_mean_us,
+			"ack_p99_us", (json_int_t)st.ack_p99_us,
+			"epochs_cut_early", (json_int_t)st.epochs_cut_early,
+			"credit_waits", (json_int_t)st.credit_waits,
+			"tx_syscalls", (json_int_t)st.tx_syscalls);
+
+		json_object_update(o, more);
+		json_decref(more);
+	}
+	return o;
+}
+
+static json_t *handle(void *arg, const char *cmd, json_t *req, char **errmsg)
+{
+	struct sender *s = arg;
+
+	(void)req;
+	if (!strcmp(cmd, "status"))
+		return status_json(s, false);
+	if (!strcmp(cmd, "stats"))
+		return status_json(s, true);
+	if (!strcmp(cmd, "stop")) {
+		ftr_primary_stop(s->p);
+		return json_pack("{s:s}", "state", "stopping");
+	}
+	*errmsg = ftr_ctl_errorf("unknown command \"%s\" for the primary (status, stats, stop)", cmd);
+	return NULL;
+}
+
+static void *engine_main(void *arg)
+{
+	struct sender *s = arg;
+
+	s->ret = ftr_primary_run(s->p);
+	atomic_store(&s->done, true);
+	return NULL;
+}
+
+static uint64_t duration_arg(const char *val)
+{
+	size_t n = strlen(val);
+	char buf[32];
+
+	if (n > 2 && n < sizeof(buf) && !strcmp(val + n - 2, "ms")) {
+		memcpy(buf, val, n - 2);
+		buf[n - 2] = '\0';
+		return prog_u64_arg("--duration", buf, 1, 86400000ull * 365);
+	}
+	return prog_u64_arg("--duration", val, 1, 86400ull * 365) * 1000;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_TCP_MODE = 256, O_WORKLOAD, O_EPOCH_MS, O_SNAPSHOT, O_DIRTY, O_BATCH, O_NOCRC,
+	       O_SESSION, O_GEN, O_HEARTBEAT, O_FAILOVER, O_EPOCHS, O_DURATION, O_CONTROL,
+	       O_DUMP, O_LOG, O_CHANNELS };
+	static const struct option longopts[] = {
+		{ "tcp", required_argument, NULL, 't' },
+		{ "tcp-mode", required_argument, NULL, O_TCP_MODE },
+		{ "channels", required_argument, NULL, O_CHANNELS },
+		{ "workload", required_argument, NULL, O_WORKLOAD },
+		{ "epoch-ms", required_argument, NULL, O_EPOCH_MS },
+		{ "snapshot", required_argument, NULL, O_SNAPSHOT },
+		{ "dirty", required_argument, NULL, O_DIRTY },
+		{ "batch-pages", required_argument, NULL, O_BATCH },
+		{ "no-data-crc", no_argument, NULL, O_NOCRC },
+		{ "session", required_argument, NULL, O_SESSION },
+		{ "generation", required_argument, NULL, O_GEN },
+		{ "heartbeat-ms", required_argument, NULL, O_HEARTBEAT },
+		{ "failover-timeout", required_argument, NULL, O_FAILOVER },
+		{ "epochs", required_argument, NULL, O_EPOCHS },
+		{ "duration", required_argument, NULL, O_DURATION },
+		{ "control", required_argument, NULL, O_CONTROL },
+		{ "dump-on-exit", required_argument, NULL, O_DUMP },
+		{ "log-level", required_argument, NULL, O_LOG },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct ftr_primary_opts o = { 0 };
+	struct sender s = { 0 };
+	struct ftr_ctl_server *ctl = NULL;
+	const char *workload = "synth", *control = NULL, *dump = NULL;
+	pthread_t engine;
+	char err[512];
+	int opt, ret, nsig = 0;
+
+	prog_init("ftrepl-sender");
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 't':
+			o.connect = optarg;
+			o.tp.transport = "tcp";
+			break;
+		case O_TCP_MODE:
+			o.tp.mode = optarg;
+			break;
+		case O_CHANNELS:
+			o.nchannels = (unsigned)prog_u64_arg("--channels", optarg, 1,
+							     FTR_WIRE_MAX_CHANNELS);
+			break;
+		case O_WORKLOAD:
+			workload = optarg;
+			break;
+		case O_EPOCH_MS:
+			o.epoch_ms = (int)prog_u64_arg("--epoch-ms", optarg, 1, 3600000);
+			break;
+		case O_SNAPSHOT:
+			if (ftr_snapshot_parse(optarg, &o.snapshot))
+				prog_usage_error("--snapshot %s: use stop-copy or copy-out", optarg);
+			break;
+		case O_DIRTY:
+			if (ftr_dirty_parse(optarg, &o.dirty))
+				prog_usage_error("--dirty %s: use auto or full", optarg);
+			break;
+		case O_BATCH:
+			o.batch_pages = (unsigned)prog_u64_arg("--batch-pages", optarg, 1,
+							       FTR_WIRE_MAX_BATCH);
+			break;
+		case O_NOCRC:
+			o.no_data_crc = true;
+			break;
+		case O_SESSION:
+			if (uuid_parse(optarg, o.session) || uuid_is_null(o.session))
+				prog_usage_error("--session %s: not a UUID", optarg);
+			break;
+		case O_GEN:
+			o.generation = prog_u64_arg("--generation", optarg, 1, UINT64_MAX / 2);
+			break;
+		case O_HEARTBEAT:
+			o.heartbeat_ms = (int)prog_u64_arg("--heartbeat-ms", optarg, 1, 60000);
+			break;
+		case O_FAILOVER:
+			o.failover_timeout_ms = (int)prog_u64_arg("--failover-timeout", optarg, 10,
+								  3600000);
+			break;
+		case O_EPOCHS:
+			o.max_epochs = prog_u64_arg("--epochs", optarg, 1, UINT64_MAX / 2);
+			break;
+		case O_DURATION:
+			o.duration_ms = duration_arg(optarg);
+			break;
+		case O_CONTROL:
+			control = optarg;
+			break;
+		case O_DUMP:
+			dump = optarg;
+			break;
+		case O_LOG:
+			prog_log_level_arg(optarg);
+			break;
+		case 'h':
+			usage();
+			return 0;
+		case 'V':
+			printf("ftrepl-sender ftrepl %s\n", ftrepl_version());
+			return 0;
+		case ':':
+			prog_usage_error("%s needs a value", argv[optind - 1]);
+		default:
+			prog_usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		prog_usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (!o.connect)
+		prog_usage_error("--tcp ADDR:PORT is required");
+	{
+		char host[256];
+		uint16_t port;
+
+		if (ftr_parse_hostport(o.connect, host, sizeof(host), &port) || port == 0)
+			prog_usage_error("--tcp %s: expected ADDR:PORT", o.connect);
+	}
+	if (ftr_tp_check_opts(&o.tp, err, sizeof(err)))
+		prog_usage_error("%s", err);
+	if (strncmp(workload, "synth", 5) || (workload[5] && workload[5] != ':'))
+		prog_usage_error("--workload %s: unknown workload type (supported: synth:...)",
+				 workload);
+	if (ftr_synth_parse(workload, &s.spec, err, sizeof(err)))
+		prog_usage_error("--workload: %s", err);
+	if (o.heartbeat_ms && o.failover_timeout_ms && o.heartbeat_ms >= o.failover_timeout_ms)
+		prog_usage_error("--heartbeat-ms must be shorter than --failover-timeout");
+
+	prog_block_signals();
+	ret = ftr_synth_workload_create(&s.spec, &s.wl);
+	if (ret)
+		prog_fatal("cannot create the synthetic workload: %s", strerror(-ret));
+	ret = ftr_primary_create(&o, s.wl, &s.p);
+	if (ret)
+		prog_fatal("cannot create the primary: %s", strerror(-ret));
+	if (control) {
+		ret = ftr_ctl_server_start(control, handle, &s, &ctl);
+		if (ret)
+			prog_fatal("cannot serve the control socket %s: %s", control, strerror(-ret));
+	}
+	ret = pthread_create(&engine, NULL, engine_main, &s);
+	if (ret)
+		prog_fatal("cannot start the engine thread: %s", strerror(ret));
+
+	while (!atomic_load(&s.done)) {
+		int sig = prog_wait_signal(100);
+
+		if (!sig)
+			continue;
+		if (++nsig > 1) {
+			fprintf(stderr, "%s: %s again: exiting without an orderly stop\n", prog_name,
+				strsignal(sig));
+			_exit(1);
+		}
+		fprintf(stderr, "%s: %s received: cutting a final epoch and stopping\n", prog_name,
+			strsignal(sig));
+		ftr_primary_stop(s.p);
+	}
+	pthread_join(engine, NULL);
+	if (ctl)
+		ftr_ctl_server_stop(ctl);
+	if (!s.ret && dump) {
+		int fd = open(dump, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		if (fd < 0 || ftr_workload_dump(s.wl, fd) || fsync(fd))
+			prog_fatal("cannot write %s: %s", dump, strerror(errno));
+		close(fd);
+	}
+	if (s.ret) {
+		snprintf(err, sizeof(err), "%s", ftr_primary_error(s.p));
+		ftr_primary_destroy(s.p);
+		ftr_workload_destroy(s.wl);
+		prog_fatal("%s", err[0] ? err : strerror(-s.ret));
+	}
+	ftr_primary_destroy(s.p);
+	ftr_workload_destroy(s.wl);
+	return 0;
+}
