@@ -105,6 +105,7 @@ struct ftr_standby_status {
 	uint64_t commit_wait_ns_last; /* COMMIT arrival to ACK sent */
 	uint64_t blob_len;	   /* state blob of the committed epoch */
 	uint64_t sessions_rejected; /* connections refused at HELLO */
+	uint64_t rx_syscalls;	   /* receive syscalls on the session's channels */
 	uint64_t last_rx_ms_ago;    /* since the last record of the session */
 	char peer[96];
 	char last_error[256];	   /* the latest session failure, "" if none */
@@ -154,6 +155,10 @@ struct ftr_workload;
 int ftr_synth_workload_create(const struct ftr_synth_spec *spec,
 			      struct ftr_workload **out);
 void ftr_workload_destroy(struct ftr_workload *wl);
+/* Synthetic workload only, before the primary starts it: performs `writes`
+ * writes now (e.g. a seq pattern over every page, so that no page is a
+ * fill page). Returns 0, -EBUSY once started, -EINVAL for other kinds. */
+int ftr_synth_workload_advance(struct ftr_workload *wl, uint64_t writes);
 /* Writes the workload's current image (paused or not: for tests after
  * stop) to fd. Returns 0 or -errno. */
 int ftr_workload_dump(struct ftr_workload *wl, int fd);
@@ -209,6 +214,9 @@ struct ftr_primary_status {
 	uint64_t workload_writes;  /* synthetic workload: writes done (k) */
 	uint32_t nchannels;
 	uint64_t tx_syscalls;
+	uint64_t sync_ns;	   /* initial sync: start to epoch 0 sent */
+	uint64_t sync_pages;	   /* pages (not fill pages) sent by the initial sync */
+	uint64_t epochs_ns;	   /* end of sync to the last ACK (or now) */
 	char transport[32];
 	char last_error[256];
 };

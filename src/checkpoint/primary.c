@@ -111,6 +111,8 @@ struct ftr_primary {
 	uint8_t blob[4096];
 
 	/* stats (under lock) */
+	uint64_t t_start, t_synced, t_done;
+	uint64_t sync_pages;
 	struct ftr_lat pause_lat, ack_lat;
 	uint64_t pages_sent, zero_sent, bytes_sent;
 	uint64_t cut_early, credit_waits;
@@ -886,6 +888,8 @@ static int initial_sync(struct ftr_primary *p)
 	pthread_mutex_lock(&p->lock);
 	ftr_lat_add(&p->pause_lat, pause_ns / 1000);
 	p->state = FTR_STATE_PROTECTED;
+	p->t_synced = ftr_now_ns();
+	p->sync_pages = p->pages_sent;
 	pthread_mutex_unlock(&p->lock);
 	pr_info("initial sync sent: %" PRIu64 " pages, %" PRIu64 " fill pages; final pause %" PRIu64
 		" us", p->pages_sent, p->zero_sent, pause_ns / 1000);
@@ -1008,6 +1012,7 @@ int ftr_primary_run(struct ftr_primary *p)
 {
 	int ret;
 
+	p->t_start = ftr_now_ns();
 	ret = connect_session(p);
 	if (ret)
 		goto out;
@@ -1026,6 +1031,9 @@ int ftr_primary_run(struct ftr_primary *p)
 		if (ret == -ETIMEDOUT)
 			pr_fail(p, "epoch %" PRIu64 " not acked within %d ms", p->epoch,
 				p->o.failover_timeout_ms);
+		pthread_mutex_lock(&p->lock);
+		p->t_done = ftr_now_ns();
+		pthread_mutex_unlock(&p->lock);
 	}
 	p->wl->ops->stop(p->wl);
 	if (!ret && !pr_failed(p)) {
@@ -1145,6 +1153,11 @@ int ftr_primary_get_status(struct ftr_primary *p, struct ftr_primary_status *st)
 	st->credit_waits = p->credit_waits;
 	st->staging_slots = p->nslots;
 	st->nchannels = p->nch;
+	st->sync_pages = p->sync_pages;
+	if (p->t_synced) {
+		st->sync_ns = p->t_synced - p->t_start;
+		st->epochs_ns = (p->t_done ? p->t_done : ftr_now_ns()) - p->t_synced;
+	}
 	ftr_strlcpy(st->last_error, p->err, sizeof(st->last_error));
 	for (uint32_t ch = 1; ch <= p->nch; ch++) {
 		if (p->data[ch]) {

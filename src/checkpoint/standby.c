@@ -1633,6 +1633,15 @@ int ftr_standby_get_status(struct ftr_standby *sb, struct ftr_standby_status *st
 	st->commit_wait_ns_last = sb->commit_wait_ns_last;
 	st->blob_len = sb->blob_len;
 	st->sessions_rejected = sb->sessions_rejected;
+	for (int i = 0; i <= FTR_WIRE_MAX_CHANNELS; i++) {
+		struct sb_conn *c = i ? sb->data[i] : sb->ctl;
+		struct ftr_chan_stats cs;
+
+		if (c) {
+			ftr_chan_get_stats(c->chan, &cs);
+			st->rx_syscalls += cs.rx_syscalls;
+		}
+	}
 	st->last_rx_ms_ago = sb->sess_active ? (ftr_now_ns() - sb->last_rx_ns) / 1000000ull : 0;
 	ftr_strlcpy(st->peer, sb->peer, sizeof(st->peer));
 	ftr_strlcpy(st->last_error, sb->last_error, sizeof(st->last_error));

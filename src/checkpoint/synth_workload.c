@@ -352,6 +352,24 @@ out_free:
 	return ret;
 }
 
+int ftr_synth_workload_advance(struct ftr_workload *wl, uint64_t writes)
+{
+	struct synth_wl *s;
+
+	if (!wl || wl->ops != &synth_ops)
+		return -EINVAL;
+	s = to_synth(wl);
+	if (s->started)
+		return -EBUSY;
+	for (uint64_t i = 0; i < writes; i++) {
+		uint64_t p = ftr_synth_write(&s->gen, s->base);
+
+		mark_dirty(s, p);
+	}
+	atomic_store(&s->k, s->gen.k);
+	return 0;
+}
+
 void ftr_workload_destroy(struct ftr_workload *wl)
 {
 	if (wl)
