@@ -189,6 +189,7 @@ static int run_once(const struct opts *o, const char *mode, struct run_result *r
 
 	if (pipe(cmd) || pipe(rep))
 		die("pipe: %s", strerror(errno));
+	fflush(NULL);
 	child = fork();
 	if (child < 0)
 		die("fork: %s", strerror(errno));
@@ -284,6 +285,7 @@ static double bulk_stream_gbps(double seconds)
 	if (!buf || ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) || listen(ls, 1) ||
 	    getsockname(ls, (struct sockaddr *)&sa, &sl))
 		die("bulk stream: %s", strerror(errno));
+	fflush(NULL);
 	child = fork();
 	if (child == 0) {
 		int s = accept(ls, NULL, NULL);
@@ -327,6 +329,7 @@ static double iperf3_gbps(int seconds)
 
 	if (system("command -v iperf3 >/dev/null 2>&1"))
 		return -1;
+	fflush(NULL);
 	server = fork();
 	if (server == 0) {
 		char p[16];

@@ -233,7 +233,8 @@ static void *reader_main(void *arg)
 				       FTR_MIN(p->o.heartbeat_ms, 50), &werr);
 		if (n == -EAGAIN) {
 			pthread_mutex_lock(&p->lock);
-			bool silent = now - p->last_rx_ns >
+			now = ftr_now_ns();
+			bool silent = now > p->last_rx_ns && now - p->last_rx_ns >
 				      (uint64_t)p->o.failover_timeout_ms * 1000000ull;
 			pthread_mutex_unlock(&p->lock);
 			if (silent)
@@ -558,6 +559,8 @@ static void tx_begin(struct ftr_primary *p, uint64_t epoch, bool direct)
 	p->tx_pages = 0;
 	p->tx_zero = 0;
 	memset(p->batches, 0, sizeof(p->batches));
+	if (p->rr < 1 || p->rr > p->nch)
+		p->rr = 1;
 	for (uint32_t i = 0; i < p->nch; i++) {
 		p->b[i].pages.hdr.type = FTR_REC_PAGES;
 		p->b[i].pages.u.pages.count = 0;

@@ -127,6 +127,7 @@ struct ftr_standby {
 	uint64_t features;
 	struct sb_conn *ctl;
 	struct sb_conn *data[FTR_WIRE_MAX_CHANNELS + 1];
+	uint64_t rx_syscalls_closed;	/* receive syscalls of channels already closed */
 	uint32_t nconnected;
 	uint64_t last_rx_ns;
 
@@ -172,6 +173,14 @@ static void sb_set_error(struct ftr_standby *sb, const char *fmt, ...)
 }
 
 /* ---- connections ---------------------------------------------------------- */
+
+static uint64_t chan_rx_syscalls(struct sb_conn *c)
+{
+	struct ftr_chan_stats cs;
+
+	ftr_chan_get_stats(c->chan, &cs);
+	return cs.rx_syscalls;
+}
 
 static void conn_put(struct sb_conn *c)
 {
@@ -415,12 +424,14 @@ static void session_end_locked(struct ftr_standby *sb, bool orderly, const char 
 	discard_inflight(sb);
 	if (sb->ctl) {
 		ftr_chan_shutdown(sb->ctl->chan);
+		sb->rx_syscalls_closed += chan_rx_syscalls(sb->ctl);
 		conn_put(sb->ctl);
 		sb->ctl = NULL;
 	}
 	for (int i = 1; i <= FTR_WIRE_MAX_CHANNELS; i++) {
 		if (sb->data[i]) {
 			ftr_chan_shutdown(sb->data[i]->chan);
+			sb->rx_syscalls_closed += chan_rx_syscalls(sb->data[i]);
 			conn_put(sb->data[i]);
 			sb->data[i] = NULL;
 		}
@@ -1173,7 +1184,7 @@ static int on_record(struct sb_conn *c, const struct ftr_wire_hdr *hdr, char *ms
 	case FTR_REC_BYE:
 		return 1;
 	case FTR_REC_ERROR:
-		snprintf(msg, mlen, "primary reported error %d: %s", c->rec->u.error.code,
+		snprintf(msg, mlen, "primary reported error %d: %.200s", c->rec->u.error.code,
 			 c->rec->u.error.msg);
 		return -ECONNABORTED;
 	}
@@ -1329,15 +1340,18 @@ static void *monitor_main(void *arg)
 	int tick = FTR_MIN(sb->o.heartbeat_ms, 50);
 
 	while (!atomic_load(&sb->stop)) {
-		uint64_t now = ftr_now_ns(), seq;
 		struct sb_conn *ctl = NULL;
 		struct ftr_rec rec;
+		uint64_t now, seq;
 		bool silent;
 
 		usleep((useconds_t)tick * 1000);
 		pthread_mutex_lock(&sb->lock);
+		/* Sampled under the lock: a session that starts concurrently sets
+		 * last_rx_ns, which must never be ahead of now. */
+		now = ftr_now_ns();
 		seq = sb->sess_seq;
-		silent = sb->sess_active &&
+		silent = sb->sess_active && now > sb->last_rx_ns &&
 			 now - sb->last_rx_ns > (uint64_t)sb->o.failover_timeout_ms * 1000000ull;
 		if (sb->sess_active && now - last_hb >= (uint64_t)sb->o.heartbeat_ms * 1000000ull) {
 			ctl = ctl_get_locked(sb);
@@ -1633,14 +1647,13 @@ int ftr_standby_get_status(struct ftr_standby *sb, struct ftr_standby_status *st
 	st->commit_wait_ns_last = sb->commit_wait_ns_last;
 	st->blob_len = sb->blob_len;
 	st->sessions_rejected = sb->sessions_rejected;
+	/* Cumulative: channels of ended sessions were added when closed. */
+	st->rx_syscalls = sb->rx_syscalls_closed;
 	for (int i = 0; i <= FTR_WIRE_MAX_CHANNELS; i++) {
 		struct sb_conn *c = i ? sb->data[i] : sb->ctl;
-		struct ftr_chan_stats cs;
 
-		if (c) {
-			ftr_chan_get_stats(c->chan, &cs);
-			st->rx_syscalls += cs.rx_syscalls;
-		}
+		if (c)
+			st->rx_syscalls += chan_rx_syscalls(c);
 	}
 	st->last_rx_ms_ago = sb->sess_active ? (ftr_now_ns() - sb->last_rx_ns) / 1000000ull : 0;
 	ftr_strlcpy(st->peer, sb->peer, sizeof(st->peer));
