@@ -82,6 +82,7 @@ struct ftr_primary {
 	atomic_bool stop_req;
 	int wake_fd;		/* eventfd: stop requests wake the engine */
 	bool failed;
+	bool bye_sent;		/* the session ended in order */
 	char err[256];
 
 	/* ring and acks (under lock) */
@@ -126,7 +127,9 @@ static void pr_fail(struct ftr_primary *p, const char *fmt, ...)
 	va_list ap;
 
 	pthread_mutex_lock(&p->lock);
-	if (!p->failed) {
+	/* After BYE the session is over: the standby closing its end is
+	 * expected and nothing can fail any more. */
+	if (!p->failed && !p->bye_sent) {
 		p->failed = true;
 		va_start(ap, fmt);
 		vsnprintf(p->err, sizeof(p->err), fmt, ap);
@@ -845,6 +848,17 @@ static int pause_workload(struct ftr_primary *p)
 	return ret;
 }
 
+/* One initial-sync pass over the harvested set while the workload runs.
+ * Everything it queued is sent before it returns: a page read live must
+ * never ride in a record that is checksummed or sent after the final,
+ * paused pass (copy-out resumes the workload before sending). */
+static int send_live_pass(struct ftr_primary *p)
+{
+	int ret = for_each_dirty(p, send_live_page);
+
+	return ret ? ret : tx_end(p);
+}
+
 /* Epoch 0: everything, while running, then the rest paused. */
 static int initial_sync(struct ftr_primary *p)
 {
@@ -868,7 +882,7 @@ static int initial_sync(struct ftr_primary *p)
 	harvest(p);
 	p->wl->ops->resume(p->wl);
 	set_all_maps(p);
-	ret = for_each_dirty(p, send_live_page);
+	ret = send_live_pass(p);
 	for (int pass = 1; !ret; pass++) {
 		ret = pause_workload(p);
 		if (ret)
@@ -881,7 +895,7 @@ static int initial_sync(struct ftr_primary *p)
 			break;
 		p->wl->ops->resume(p->wl);
 		pr_debug("sync pass %d: %" PRId64 " pages written meanwhile", pass, n);
-		ret = for_each_dirty(p, send_live_page);
+		ret = send_live_pass(p);
 	}
 	if (ret)
 		return ret;
@@ -1003,6 +1017,9 @@ static void say_bye(struct ftr_primary *p)
 {
 	struct ftr_rec rec;
 
+	pthread_mutex_lock(&p->lock);
+	p->bye_sent = true;
+	pthread_mutex_unlock(&p->lock);
 	memset(&rec, 0, sizeof(rec));
 	rec.u.bye.reason = FTR_BYE_DONE;
 	for (uint32_t ch = 1; ch <= p->nch; ch++)

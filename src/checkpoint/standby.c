@@ -682,8 +682,14 @@ static int handshake(struct sb_conn *c)
 		goto reject;
 	}
 	if (n < 0) {
-		pr_info("connection from %s closed before its HELLO: %s",
-			ftr_chan_peer(c->chan), n == -EAGAIN ? "handshake timeout" : strerror((int)-n));
+		/* Nothing usable arrived: a truncated or stalled HELLO, or a
+		 * connection that closed at once. Counted as a rejection. */
+		pr_warn("rejected connection from %s: no HELLO (%s)", ftr_chan_peer(c->chan),
+			n == -EAGAIN ? "handshake timeout" :
+			n == -ETIMEDOUT ? "stalled mid-record" : strerror((int)-n));
+		pthread_mutex_lock(&sb->lock);
+		sb->sessions_rejected++;
+		pthread_mutex_unlock(&sb->lock);
 		return (int)n;
 	}
 	if (ftr_wire_decode_body(c->head, &hdr, c->head + FTR_WIRE_HDR_LEN, NULL, c->rec, &werr)) {
@@ -852,8 +858,12 @@ static int on_pages(struct sb_conn *c, const struct ftr_wire_hdr *hdr, char *msg
 
 	ret = ftr_chan_recv_data(c->chan, hdr, iov, (int)pg->count);
 	if (ret) {
-		snprintf(msg, mlen, "reading %u page(s) of epoch %" PRIu64 ": %s", pg->count,
-			 hdr->seq, strerror(-ret));
+		if (ret == -ETIMEDOUT)
+			snprintf(msg, mlen, "record stalled mid-way for %d ms reading %u page(s) of epoch %" PRIu64,
+				 sb->o.stall_timeout_ms, pg->count, hdr->seq);
+		else
+			snprintf(msg, mlen, "reading %u page(s) of epoch %" PRIu64 ": %s", pg->count,
+				 hdr->seq, ret == -ENOTCONN ? "connection closed" : strerror(-ret));
 		return ret;
 	}
 	if (ftr_wire_check_data(hdr, iov, (int)pg->count, &werr)) {

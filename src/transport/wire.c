@@ -266,7 +266,7 @@ static int check_page(const char *tn, uint32_t region, uint64_t page,
 		      const struct ftr_wire_limits *lim, struct ftr_wire_error *err)
 {
 	if (lim && page >= lim->region_pages[region])
-		return reject(err, FTR_WIRE_OUT_OF_RANGE, "%s page %llu beyond region %u (%llu pages)",
+		return reject(err, FTR_WIRE_OUT_OF_RANGE, "%s page %llu out of range: region %u has %llu pages",
 			      tn, (unsigned long long)page, region,
 			      (unsigned long long)lim->region_pages[region]);
 	return 0;

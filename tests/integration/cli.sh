@@ -13,7 +13,7 @@ expect() {
 	if [ "$code" -eq 2 ]; then
 		[ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "$*: usage error is not one line: $(cat "$WORK/err")"
 	fi
-	grep -qiE "$pat" "$WORK/err" "$WORK/out" || fail "$*: output does not match /$pat/: $(cat "$WORK/err" "$WORK/out")"
+	grep -qiE -e "$pat" "$WORK/err" "$WORK/out" || fail "$*: output does not match /$pat/: $(cat "$WORK/err" "$WORK/out")"
 }
 
 for b in "$RX" "$TX" "$CTL"; do
