@@ -5,5 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} "$@" >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)" 2>&1 | grep -E "warning|error|Error" || true
-test -x "$BUILD_DIR/src/ftrepl-receiver" || { echo "build failed" >&2; exit 1; }
+log="$BUILD_DIR/build.log"
+if ! cmake --build "$BUILD_DIR" -j"$(nproc)" >"$log" 2>&1; then
+	grep -E "error|Error" "$log" | head -40 >&2 || tail -40 "$log" >&2
+	echo "build failed (full log: $log)" >&2
+	exit 1
+fi
+grep -E "warning" "$log" || true
