@@ -249,7 +249,7 @@ static void *reader_main(void *arg)
 				break;
 			if (n == -EPROTO)
 				pr_fail(p, "bad record from the standby: %s", werr.msg);
-			else if (n == -ENOTCONN)
+			else if (n == -ENOTCONN || n == -ECONNRESET)
 				pr_fail(p, "standby closed the connection");
 			else
 				pr_fail(p, "control channel: %s", strerror((int)-n));

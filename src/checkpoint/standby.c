@@ -1226,6 +1226,8 @@ static void *conn_main(void *arg)
 				snprintf(msg, sizeof(msg), "%s", werr.msg);
 			else if (n == -ENOTCONN)
 				snprintf(msg, sizeof(msg), "connection closed without BYE");
+			else if (n == -ECONNRESET || n == -EPIPE)
+				snprintf(msg, sizeof(msg), "connection closed without BYE (reset)");
 			else if (n == -ETIMEDOUT)
 				snprintf(msg, sizeof(msg), "record stalled mid-way for %d ms",
 					 sb->o.stall_timeout_ms);

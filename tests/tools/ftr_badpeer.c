@@ -403,6 +403,7 @@ int main(int argc, char **argv)
 				read_until(p, c, FTR_REC_ERROR, 30000);
 		}
 		ftr_chan_close(c);
+		free(p);
 		return 0;
 	}
 	if (!strcmp(mode, "second-session")) {
@@ -423,6 +424,7 @@ int main(int argc, char **argv)
 		if (read_until(p, c, FTR_REC_ERROR, 10000) != FTR_REC_ERROR)
 			die("standby accepted a second session");
 		ftr_chan_close(c);
+		free(p);
 		return 0;
 	}
 
@@ -444,5 +446,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	ftr_chan_close(p->data);
 	ftr_chan_close(p->ctl);
+	free(p->image);
+	free(p->dirty);
+	free(p);
 	return 0;
 }
