@@ -211,6 +211,8 @@ struct timespec ftr_deadline_ms(int ms)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (ms < 0)	/* already past: a deadline of now, never a bad timespec */
+		ms = 0;
 	ts.tv_sec += ms / 1000;
 	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
 	if (ts.tv_nsec >= 1000000000L) {
