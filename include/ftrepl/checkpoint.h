@@ -113,6 +113,39 @@ struct ftr_standby_status {
 };
 int ftr_standby_get_status(struct ftr_standby *sb, struct ftr_standby_status *st);
 
+/* ---- resume (failover) ---------------------------------------------------
+ * After promotion the committed image is the cache plus the pending epochs
+ * still in staging. ftr_standby_resume_begin() freezes those into an
+ * overlay (state "resuming"); from then on each pending page is applied to
+ * the cache exactly once, either in background or on demand through
+ * ftr_standby_page_ready(), so a resuming workload can run at once.
+ * Returns 0, -ENODATA (nothing committed), -EBUSY (not promoted),
+ * -EALREADY, -ENOMEM. */
+int ftr_standby_resume_begin(struct ftr_standby *sb);
+/* Makes pages first..first+npages-1 of region hold the committed epoch in
+ * the cache (applies any still pending). Thread-safe, lock-free on the
+ * fast path. Returns 0, -ENODATA (not resuming), -ERANGE. */
+int ftr_standby_page_ready(struct ftr_standby *sb, uint32_t region, uint64_t first,
+			   uint64_t npages);
+
+struct ftr_standby_layout {
+	int cache_fd;		/* the cache memfd/file (owned by the standby) */
+	uint8_t *cache;		/* its mapping in this process */
+	uint64_t cache_size;
+	uint32_t page_size;
+	uint32_t nregions;
+	uint64_t epoch;		/* committed epoch */
+	struct {
+		uint64_t offset; /* in the cache */
+		uint64_t size;
+		char name[FTR_WIRE_REGION_NAME];
+	} regions[FTR_WIRE_MAX_REGIONS];
+	uint32_t blob_len;
+	uint8_t blob[4096];	/* the committed epoch's state blob (truncated) */
+};
+/* The cache and region layout of the committed image. 0 or -ENODATA. */
+int ftr_standby_layout(struct ftr_standby *sb, struct ftr_standby_layout *out);
+
 /* Writes the committed image (every region, in order, concatenated) to fd.
  * Pending pages up to the committed epoch are applied first; later commits
  * wait in staging meanwhile, so the file is exactly one committed epoch.

@@ -37,6 +37,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,9 @@ struct ftr_standby {
 	void *blob;
 	uint32_t blob_len;
 
+	/* resume: the pending pages frozen into an overlay (see below) */
+	struct sb_overlay *_Atomic overlay;
+
 	/* staging ring */
 	uint64_t nslots;
 	uint64_t released;	/* positions < released are free */
@@ -158,6 +162,35 @@ struct ftr_standby {
 	char last_error[256];
 	char promote_reason[128];
 	char peer[96];
+};
+
+/*
+ * The resume overlay. Once a promoted standby starts serving a resuming
+ * workload, the committed image is the cache plus the pending epochs still
+ * in staging. Applying those epochs in order would make the first fault on
+ * a pending page wait for every epoch before it, so the pending queue is
+ * frozen into a hash of the latest copy of each pending page. Each entry is
+ * applied exactly once, by whichever comes first: a fault that needs the
+ * page, or the applier walking the table. The claim (state 0 -> 1 -> 2)
+ * makes the two paths agree without a lock; building the table costs
+ * O(pending pages), never O(cache).
+ */
+enum { OV_PENDING = 0, OV_APPLYING = 1, OV_APPLIED = 2 };
+
+struct sb_ov_ent {
+	uint64_t key;		/* ((region << 48) | page) + 1; 0 = empty */
+	uint64_t pos;		/* staging ring position of the latest copy */
+	uint8_t is_fill;
+	uint8_t fill;
+	_Atomic uint8_t state;
+};
+
+struct sb_overlay {
+	struct sb_ov_ent *tab;
+	uint64_t mask;		/* table size - 1 (power of two) */
+	uint64_t n;		/* entries used */
+	atomic_uint_fast64_t remaining; /* entries not yet applied */
+	atomic_uint_fast64_t on_demand;	/* applied by a fault first */
 };
 
 static void sb_set_error(struct ftr_standby *sb, const char *fmt, ...)
@@ -314,6 +347,10 @@ static bool apply_next(struct ftr_standby *sb)
 {
 	struct sb_epoch *ep;
 
+	/* Once resuming, the overlay owns the pending pages: applying them
+	 * epoch by epoch could put an older copy over one a fault applied. */
+	if (atomic_load(&sb->overlay))
+		return false;
 	pthread_mutex_lock(&sb->lock);
 	ep = sb->pend_head;
 	pthread_mutex_unlock(&sb->lock);
@@ -373,6 +410,8 @@ static void send_credit(struct ftr_standby *sb)
 	conn_put(c);
 }
 
+static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov);
+
 static void *applier_main(void *arg)
 {
 	struct ftr_standby *sb = arg;
@@ -391,6 +430,10 @@ static void *applier_main(void *arg)
 		pthread_mutex_lock(&sb->apply_lock);
 		while (!atomic_load(&sb->stop) && apply_next(sb))
 			did = true;
+		if (atomic_load(&sb->overlay) && sb->pend_head) {
+			ov_drain(sb, atomic_load(&sb->overlay));
+			did = true;
+		}
 		pthread_mutex_unlock(&sb->apply_lock);
 		if (did)
 			send_credit(sb);
@@ -398,16 +441,209 @@ static void *applier_main(void *arg)
 	return NULL;
 }
 
+/* ---- resume overlay ------------------------------------------------------- */
+
+static inline uint64_t ov_key(uint32_t region, uint64_t page)
+{
+	return (((uint64_t)region << 48) | page) + 1;
+}
+
+static inline uint64_t ov_slot(const struct sb_overlay *ov, uint64_t key)
+{
+	key ^= key >> 33;
+	key *= 0xff51afd7ed558ccdull;
+	key ^= key >> 33;
+	return key & ov->mask;
+}
+
+static struct sb_ov_ent *ov_find(struct sb_overlay *ov, uint64_t key, bool insert)
+{
+	for (uint64_t i = ov_slot(ov, key);; i = (i + 1) & ov->mask) {
+		struct sb_ov_ent *e = &ov->tab[i];
+
+		if (e->key == key)
+			return e;
+		if (!e->key) {
+			if (!insert)
+				return NULL;
+			e->key = key;
+			ov->n++;
+			return e;
+		}
+	}
+}
+
+/* Copies one overlay entry into the cache, exactly once whoever asks. A
+ * caller that loses the claim waits for the winner's single page copy. */
+static void ov_apply(struct ftr_standby *sb, struct sb_overlay *ov, struct sb_ov_ent *e,
+		     bool demand)
+{
+	uint8_t expect = OV_PENDING;
+
+	if (atomic_compare_exchange_strong(&e->state, &expect, OV_APPLYING)) {
+		uint32_t region = (uint32_t)((e->key - 1) >> 48);
+		uint64_t page = (e->key - 1) & ((1ull << 48) - 1);
+		uint8_t *dst = cache_page(sb, region, page);
+
+		if (e->is_fill)
+			memset(dst, e->fill, sb->page_size);
+		else
+			memcpy(dst, slot_addr(sb, e->pos), sb->page_size);
+		atomic_store_explicit(&e->state, OV_APPLIED, memory_order_release);
+		atomic_fetch_sub(&ov->remaining, 1);
+		if (demand)
+			atomic_fetch_add(&ov->on_demand, 1);
+		return;
+	}
+	while (atomic_load_explicit(&e->state, memory_order_acquire) != OV_APPLIED)
+		sched_yield();
+}
+
+/* Applies every overlay entry not applied yet, then gives the pending
+ * epochs' slots back. Caller holds apply_lock. */
+static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov)
+{
+	for (uint64_t i = 0; i <= ov->mask; i++) {
+		if (atomic_load(&sb->stop))
+			return;
+		if (ov->tab[i].key)
+			ov_apply(sb, ov, &ov->tab[i], false);
+	}
+	pthread_mutex_lock(&sb->lock);
+	while (sb->pend_head) {
+		struct sb_epoch *ep = sb->pend_head;
+
+		sb->pend_head = ep->next;
+		epoch_release_slots(sb, ep);
+		sb->applied = ep->epoch;
+		epoch_free(ep);
+	}
+	sb->pend_tail = NULL;
+	sb->pending_pages = 0;
+	sb->pending_epochs = 0;
+	pthread_cond_broadcast(&sb->cv);
+	pthread_mutex_unlock(&sb->lock);
+}
+
+int ftr_standby_resume_begin(struct ftr_standby *sb)
+{
+	struct sb_overlay *ov = NULL;
+	uint64_t n = 0, size = 16;
+	struct sb_epoch *ep;
+	int ret = 0;
+
+	pthread_mutex_lock(&sb->apply_lock);
+	pthread_mutex_lock(&sb->lock);
+	if (atomic_load(&sb->overlay))
+		ret = -EALREADY;
+	else if (sb->committed == FTR_EPOCH_NONE)
+		ret = -ENODATA;
+	else if (sb->state != FTR_STATE_PROMOTED)
+		ret = -EBUSY;
+	if (ret)
+		goto out;
+	for (ep = sb->pend_head; ep; ep = ep->next)
+		n += ep->nent;
+	while (size < 2 * n)
+		size <<= 1;
+	ov = calloc(1, sizeof(*ov));
+	if (ov)
+		ov->tab = calloc(size, sizeof(*ov->tab));
+	if (!ov || !ov->tab) {
+		free(ov);
+		ret = -ENOMEM;
+		goto out;
+	}
+	ov->mask = size - 1;
+	/* Oldest epoch first: a later copy of a page overwrites the entry. */
+	for (ep = sb->pend_head; ep; ep = ep->next) {
+		for (size_t i = 0; i < ep->nent; i++) {
+			const struct sb_ent *se = &ep->ent[i];
+			struct sb_ov_ent *e = ov_find(ov, ov_key(se->region, se->page), true);
+
+			e->pos = se->pos;
+			e->is_fill = se->is_fill;
+			e->fill = se->fill;
+		}
+	}
+	atomic_store(&ov->remaining, ov->n);
+	atomic_store(&sb->overlay, ov);
+	sb->state = FTR_STATE_RESUMING;
+	pr_info("resuming epoch %" PRIu64 ": %" PRIu64 " page(s) of %" PRIu64
+		" pending epoch(s) served from staging on demand",
+		sb->committed, ov->n, sb->pending_epochs);
+	pthread_cond_broadcast(&sb->cv);
+out:
+	pthread_mutex_unlock(&sb->lock);
+	pthread_mutex_unlock(&sb->apply_lock);
+	return ret;
+}
+
+int ftr_standby_page_ready(struct ftr_standby *sb, uint32_t region, uint64_t first,
+			   uint64_t npages)
+{
+	struct sb_overlay *ov = atomic_load(&sb->overlay);
+
+	if (!ov)
+		return -ENODATA;
+	if (region >= sb->hello.nregions ||
+	    first > sb->lim.region_pages[region] ||
+	    npages > sb->lim.region_pages[region] - first)
+		return -ERANGE;
+	if (!atomic_load(&ov->remaining))
+		return 0;
+	for (uint64_t p = first; p < first + npages; p++) {
+		struct sb_ov_ent *e = ov_find(ov, ov_key(region, p), false);
+
+		if (e && atomic_load_explicit(&e->state, memory_order_acquire) != OV_APPLIED)
+			ov_apply(sb, ov, e, true);
+	}
+	return 0;
+}
+
+int ftr_standby_layout(struct ftr_standby *sb, struct ftr_standby_layout *out)
+{
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&sb->lock);
+	if (sb->committed == FTR_EPOCH_NONE) {
+		ret = -ENODATA;
+	} else {
+		out->cache_fd = sb->cache_fd;
+		out->cache = sb->cache;
+		out->cache_size = sb->cache_size;
+		out->page_size = sb->page_size;
+		out->epoch = sb->committed;
+		out->nregions = sb->hello.nregions;
+		for (uint32_t r = 0; r < out->nregions; r++) {
+			out->regions[r].offset = sb->region_off[r];
+			out->regions[r].size = sb->hello.regions[r].size;
+			memcpy(out->regions[r].name, sb->hello.regions[r].name,
+			       sizeof(out->regions[r].name));
+		}
+		out->blob_len = FTR_MIN(sb->blob_len, (uint32_t)sizeof(out->blob));
+		if (sb->blob)
+			memcpy(out->blob, sb->blob, out->blob_len);
+	}
+	pthread_mutex_unlock(&sb->lock);
+	return ret;
+}
+
 /* Applies everything committed up to now. Caller holds apply_lock. */
 static uint64_t drain_committed(struct ftr_standby *sb)
 {
+	struct sb_overlay *ov = atomic_load(&sb->overlay);
 	uint64_t e;
 
 	pthread_mutex_lock(&sb->lock);
 	e = sb->committed;
 	pthread_mutex_unlock(&sb->lock);
-	while (apply_next(sb))
-		;
+	if (ov)
+		ov_drain(sb, ov);
+	else
+		while (apply_next(sb))
+			;
 	return e;
 }
 
@@ -1594,6 +1830,10 @@ void ftr_standby_destroy(struct ftr_standby *sb)
 		sb->pend_head = ep->next;
 		epoch_free(ep);
 	}
+	if (atomic_load(&sb->overlay)) {
+		free(atomic_load(&sb->overlay)->tab);
+		free(atomic_load(&sb->overlay));
+	}
 	ftr_listener_close(sb->listener);
 	munmap(sb->staging, sb->staging_bytes);
 	munmap(sb->cache, sb->cache_size);
@@ -1641,7 +1881,8 @@ int ftr_standby_get_status(struct ftr_standby *sb, struct ftr_standby_status *st
 	st->generation = sb->generation;
 	st->committed = sb->committed;
 	st->applied = sb->applied;
-	st->pending_pages = sb->pending_pages;
+	st->pending_pages = atomic_load(&sb->overlay) ? atomic_load(&atomic_load(&sb->overlay)->remaining)
+						   : sb->pending_pages;
 	st->pending_epochs = sb->pending_epochs;
 	st->channels = sb->nconnected;
 	st->nchannels = sb->sess_seq ? sb->hello.nchannels : 0;
