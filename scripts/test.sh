@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DFTREPL_WERROR=ON
+BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DFTREPL_WERROR=ON -DFTREPL_TEST_HOOKS=ON
 ctest --test-dir "${BUILD_DIR:-build}" -L 'unit|integration' --output-on-failure --timeout 900

@@ -110,6 +110,9 @@ struct ftr_standby_status {
 	char peer[96];
 	char last_error[256];	   /* the latest session failure, "" if none */
 	char promote_reason[128];
+	uint64_t promoted_ns;	   /* CLOCK_MONOTONIC of the promotion, 0 = never */
+	uint64_t resume_pending_at_start;  /* pending pages when the resume began */
+	uint64_t resume_applied_on_demand; /* of which applied first for a fault */
 };
 int ftr_standby_get_status(struct ftr_standby *sb, struct ftr_standby_status *st);
 

@@ -125,6 +125,12 @@ int ftr_synth_verify(const void *image, size_t len,
 		     const struct ftr_synth_spec *expect,
 		     struct ftr_synth_verdict *v);
 
+/* Reads the spec (size, seed, hot, pattern; rate 0) and k from an image's
+ * control page, e.g. to continue the workload on a resumed image with
+ * ftr_synth_gen_seek(). Returns 0 or -EINVAL (not a plausible control page). */
+int ftr_synth_spec_from_image(const void *image, size_t len, struct ftr_synth_spec *spec,
+			      uint64_t *k);
+
 /* Verifies a file (a dump) by mapping it read-only. Same returns, plus
  * -errno from open/mmap. */
 int ftr_synth_verify_file(const char *path, const struct ftr_synth_spec *expect,

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -462,6 +463,30 @@ static int reserve_slots(struct ftr_primary *p, uint32_t n, uint64_t *first)
 	return ret;
 }
 
+#ifdef FTREPL_TEST_HOOKS
+/* FTREPL_TEST_DIE_AT=POINT:EPOCH makes the primary SIGKILL itself at one of
+ * the points of the epoch cycle, for the crash matrix: mid-epoch (after
+ * the epoch's second batch), before-commit (every batch sent, no COMMIT),
+ * after-commit (COMMIT sent, ACK not awaited). */
+static void test_die(struct ftr_primary *p, const char *point)
+{
+	const char *env = getenv("FTREPL_TEST_DIE_AT");
+	size_t n = strlen(point);
+
+	if (env && !strncmp(env, point, n) && env[n] == ':' &&
+	    p->tx_epoch >= strtoull(env + n + 1, NULL, 10)) {
+		fprintf(stderr, "test hook: dying at %s of epoch %" PRIu64 "\n", point, p->tx_epoch);
+		kill(getpid(), SIGKILL);
+	}
+}
+#else
+static inline void test_die(struct ftr_primary *p, const char *point)
+{
+	(void)p;
+	(void)point;
+}
+#endif
+
 static int send_built(struct ftr_primary *p, uint32_t ch, struct ftr_rec *rec,
 		      const struct iovec *iov, int niov)
 {
@@ -523,6 +548,8 @@ static int flush_pages(struct ftr_primary *p, uint32_t ch)
 			pg->ent[i].pos = first + i;
 	}
 	ret = send_built(p, ch, &b->pages, b->iov, (int)pg->count);
+	if (!ret && !p->tx_direct)
+		test_die(p, "mid-epoch");
 	if (!ret) {
 		p->tx_pages += pg->count;
 		pthread_mutex_lock(&p->lock);
@@ -835,7 +862,11 @@ static int send_epoch_paused(struct ftr_primary *p, uint64_t pause_t0, int64_t n
 	}
 	if (ret)
 		return ret;
-	return send_commit(p, blob_len);
+	test_die(p, "before-commit");
+	ret = send_commit(p, blob_len);
+	if (!ret)
+		test_die(p, "after-commit");
+	return ret;
 }
 
 static int pause_workload(struct ftr_primary *p)

@@ -144,6 +144,7 @@ struct ftr_standby {
 
 	/* resume: the pending pages frozen into an overlay (see below) */
 	struct sb_overlay *_Atomic overlay;
+	atomic_bool resume_req;	/* a resume is starting: apply_next yields */
 
 	/* staging ring */
 	uint64_t nslots;
@@ -161,6 +162,7 @@ struct ftr_standby {
 	uint64_t commit_wait_ns_last;
 	char last_error[256];
 	char promote_reason[128];
+	uint64_t promoted_ns;	/* CLOCK_MONOTONIC of the promotion, 0 = never */
 	char peer[96];
 };
 
@@ -361,16 +363,24 @@ static bool apply_next(struct ftr_standby *sb)
 	{
 		const char *d = getenv("FTREPL_TEST_APPLY_DELAY_MS");
 
-		if (d)
-			usleep((useconds_t)atoi(d) * 1000);
+		for (int t = d ? atoi(d) : 0; t > 0; t -= 5) {
+			if (atomic_load(&sb->resume_req))
+				return false;
+			usleep(5000);
+		}
 	}
 #endif
 	/* The epoch stays at the head of the queue while its pages move, so
 	 * a reader of the committed image (the overlay of pending pages) never
-	 * misses it. Its slots are not reused until it leaves the queue. */
+	 * misses it. Its slots are not reused until it leaves the queue. A
+	 * resume that starts meanwhile interrupts the copy: the overlay then
+	 * takes the whole epoch, and copying a page twice is harmless. */
 	for (size_t i = 0; i < ep->nent; i++) {
 		const struct sb_ent *e = &ep->ent[i];
 		uint8_t *dst = cache_page(sb, e->region, e->page);
+
+		if ((i & 255) == 255 && atomic_load(&sb->resume_req))
+			return false;
 
 		if (e->is_fill)
 			memset(dst, e->fill, sb->page_size);
@@ -427,9 +437,19 @@ static void *applier_main(void *arg)
 		}
 		pthread_mutex_unlock(&sb->lock);
 
-		pthread_mutex_lock(&sb->apply_lock);
-		while (!atomic_load(&sb->stop) && apply_next(sb))
+		/* One epoch per hold of apply_lock, so that a resume, a dump or a
+		 * verify never waits behind a long backlog. */
+		while (!atomic_load(&sb->stop)) {
+			bool one;
+
+			pthread_mutex_lock(&sb->apply_lock);
+			one = apply_next(sb);
+			pthread_mutex_unlock(&sb->apply_lock);
+			if (!one)
+				break;
 			did = true;
+		}
+		pthread_mutex_lock(&sb->apply_lock);
 		if (atomic_load(&sb->overlay) && sb->pend_head) {
 			ov_drain(sb, atomic_load(&sb->overlay));
 			did = true;
@@ -503,6 +523,15 @@ static void ov_apply(struct ftr_standby *sb, struct sb_overlay *ov, struct sb_ov
  * epochs' slots back. Caller holds apply_lock. */
 static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov)
 {
+#ifdef FTREPL_TEST_HOOKS
+	{
+		/* A slow applier: faults must then find pages still pending. */
+		const char *d = getenv("FTREPL_TEST_APPLY_DELAY_MS");
+
+		if (d && atomic_load(&ov->remaining))
+			usleep((useconds_t)atoi(d) * 1000);
+	}
+#endif
 	for (uint64_t i = 0; i <= ov->mask; i++) {
 		if (atomic_load(&sb->stop))
 			return;
@@ -532,6 +561,8 @@ int ftr_standby_resume_begin(struct ftr_standby *sb)
 	struct sb_epoch *ep;
 	int ret = 0;
 
+	/* Makes an epoch copy in progress stop within 256 pages. */
+	atomic_store(&sb->resume_req, true);
 	pthread_mutex_lock(&sb->apply_lock);
 	pthread_mutex_lock(&sb->lock);
 	if (atomic_load(&sb->overlay))
@@ -540,8 +571,11 @@ int ftr_standby_resume_begin(struct ftr_standby *sb)
 		ret = -ENODATA;
 	else if (sb->state != FTR_STATE_PROMOTED)
 		ret = -EBUSY;
-	if (ret)
+	if (ret) {
+		if (!atomic_load(&sb->overlay))
+			atomic_store(&sb->resume_req, false);
 		goto out;
+	}
 	for (ep = sb->pend_head; ep; ep = ep->next)
 		n += ep->nent;
 	while (size < 2 * n)
@@ -551,6 +585,7 @@ int ftr_standby_resume_begin(struct ftr_standby *sb)
 		ov->tab = calloc(size, sizeof(*ov->tab));
 	if (!ov || !ov->tab) {
 		free(ov);
+		atomic_store(&sb->resume_req, false);
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -679,6 +714,7 @@ static void session_end_locked(struct ftr_standby *sb, bool orderly, const char 
 		sb->state = FTR_STATE_DEGRADED;
 	else if (sb->committed != FTR_EPOCH_NONE) {
 		sb->state = FTR_STATE_PROMOTED;
+		sb->promoted_ns = ftr_now_ns();
 		sb->fenced = true;
 		ftr_strlcpy(sb->promote_reason, reason, sizeof(sb->promote_reason));
 		pr_warn("promoted: %s; holding committed epoch %" PRIu64, reason, sb->committed);
@@ -716,7 +752,7 @@ int ftr_standby_promote(struct ftr_standby *sb, const char *reason)
 	int ret = 0;
 
 	pthread_mutex_lock(&sb->lock);
-	if (sb->state == FTR_STATE_PROMOTED) {
+	if (sb->state == FTR_STATE_PROMOTED || sb->state == FTR_STATE_RESUMING) {
 		ret = -EALREADY;
 	} else if (sb->committed == FTR_EPOCH_NONE) {
 		ret = -ENODATA;
@@ -724,6 +760,7 @@ int ftr_standby_promote(struct ftr_standby *sb, const char *reason)
 		session_end_locked(sb, false, reason);
 	} else {
 		sb->state = FTR_STATE_PROMOTED;
+		sb->promoted_ns = ftr_now_ns();
 		sb->fenced = true;
 		ftr_strlcpy(sb->promote_reason, reason, sizeof(sb->promote_reason));
 		pr_warn("promoted: %s; holding committed epoch %" PRIu64, reason, sb->committed);
@@ -1884,6 +1921,11 @@ int ftr_standby_get_status(struct ftr_standby *sb, struct ftr_standby_status *st
 	st->pending_pages = atomic_load(&sb->overlay) ? atomic_load(&atomic_load(&sb->overlay)->remaining)
 						   : sb->pending_pages;
 	st->pending_epochs = sb->pending_epochs;
+	st->promoted_ns = sb->promoted_ns;
+	if (atomic_load(&sb->overlay)) {
+		st->resume_pending_at_start = atomic_load(&sb->overlay)->n;
+		st->resume_applied_on_demand = atomic_load(&atomic_load(&sb->overlay)->on_demand);
+	}
 	st->channels = sb->nconnected;
 	st->nchannels = sb->sess_seq ? sb->hello.nchannels : 0;
 	st->staging_slots = sb->nslots;

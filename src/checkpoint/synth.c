@@ -877,3 +877,26 @@ out_close:
 	close(fd);
 	return ret;
 }
+
+int ftr_synth_spec_from_image(const void *image, size_t len, struct ftr_synth_spec *spec,
+			      uint64_t *k)
+{
+	const uint64_t *w = image;
+	uint64_t n, hot, pattern;
+
+	if (len < 2 * PAGE || len % PAGE || le64toh(w[0]) != FTR_SYNTH_CTRL_MAGIC)
+		return -EINVAL;
+	n = le64toh(w[3]);
+	hot = le64toh(w[4]);
+	pattern = le64toh(w[5]);
+	if (n != len / PAGE || hot < 1 || hot > n - 1 || pattern > FTR_SYNTH_SEQ)
+		return -EINVAL;
+	memset(spec, 0, sizeof(*spec));
+	spec->size = len;
+	spec->seed = le64toh(w[2]);
+	spec->hot = hot;
+	spec->pattern = (enum ftr_synth_pattern)pattern;
+	if (k)
+		*k = le64toh(w[1]);
+	return 0;
+}

@@ -10,16 +10,24 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include <ftrepl/checkpoint.h>
 #include <ftrepl/ftrepl.h>
+#include <ftrepl/resume.h>
+#include <ftrepl/synth.h>
 
 #include "common/ctlsock.h"
 #include "programs/progutil.h"
@@ -43,6 +51,13 @@ static void usage(void)
 	       "  --failover-timeout MS   promote after this much silence from the primary (default %d)\n"
 	       "  --heartbeat-ms MS       heartbeat period towards the primary (default %d)\n"
 	       "  --stall-timeout MS      drop a session whose record stalls mid-way (default %d)\n"
+	       "Failover:\n"
+	       "  --resume-sock PATH      serve resuming workloads (shared/anonymous mode, or\n"
+	       "                          Firecracker's snapshot-restore handshake) once promoted\n"
+	       "  --on-promote CMD        run CMD (/bin/sh -c) when promoted, with\n"
+	       "                          FTREPL_RESUME_SOCK and FTREPL_EPOCH in its environment\n"
+	       "  --resume-synth WRITES   when promoted, resume the synthetic workload inside the\n"
+	       "                          receiver (shared mode), do WRITES more writes, verify\n"
 	       "  --log-level LEVEL       error, warn, info (default) or debug\n"
 	       "  --help, --version\n"
 	       "\n"
@@ -59,12 +74,232 @@ static json_t *epoch_json(uint64_t e)
 	return e == FTR_EPOCH_NONE ? json_null() : json_integer((json_int_t)e);
 }
 
-static json_t *status_json(struct ftr_standby *sb)
+/* What the program holds besides the standby. */
+struct rx {
+	struct ftr_standby *sb;
+	struct ftr_resume_server *rs;
+	const char *resume_sock;
+	const char *on_promote;
+	uint64_t synth_writes;	/* --resume-synth */
+	bool promoted_seen;
+	_Atomic pid_t child;	/* --on-promote command (set by the watcher) */
+	pthread_t synth_th;
+	bool synth_started;
+	atomic_bool synth_stop;	/* also stops the promotion watcher */
+	pthread_t promo_th;
+	/* resumed synthetic workload (written by its thread) */
+	pthread_mutex_t lock;
+	const char *synth_state; /* "", "running", "done", "failed" */
+	uint64_t synth_k0, synth_k;
+	uint64_t synth_first_write_ns;
+	char synth_msg[256];
+	bool synth_ok;
+	char synth_msg_at_resume[256];
+	bool synth_ok_at_resume;
+};
+
+static json_t *resume_json(struct rx *rx, const struct ftr_standby_status *st)
+{
+	struct ftr_resume_stats rs;
+	json_t *o;
+
+	if (!rx->rs)
+		return json_null();
+	ftr_resume_server_stats(rx->rs, &rs);
+	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:s}",
+		      "clients", (json_int_t)rs.clients,
+		      "firecracker_clients", (json_int_t)rs.firecracker,
+		      "faults", (json_int_t)rs.faults,
+		      "pages_faulted", (json_int_t)rs.pages_faulted,
+		      "pages_background", (json_int_t)rs.pages_background,
+		      "pages_resident", (json_int_t)rs.pages_resident,
+		      "pages_total", (json_int_t)rs.pages_total,
+		      "fault_lat_median_us", (json_int_t)(rs.fault_lat_median_ns / 1000),
+		      "fault_lat_p99_us", (json_int_t)(rs.fault_lat_p99_ns / 1000),
+		      "bg_pages_per_s", rs.bg_pages_per_s,
+		      "last_error", rs.last_error);
+	/* Resume latency: promotion to the resumed workload's first
+	 * instruction (its "started"). */
+	json_object_set_new(o, "pending_at_start", json_integer((json_int_t)st->resume_pending_at_start));
+	json_object_set_new(o, "applied_on_demand",
+			    json_integer((json_int_t)st->resume_applied_on_demand));
+	if (st->promoted_ns && rs.started_ns > st->promoted_ns)
+		json_object_set_new(o, "resume_latency_us",
+				    json_integer((json_int_t)((rs.started_ns - st->promoted_ns) / 1000)));
+	pthread_mutex_lock(&rx->lock);
+	if (rx->synth_state[0]) {
+		json_t *sy = json_pack("{s:s, s:I, s:I, s:s, s:b, s:s, s:b}", "state",
+				       rx->synth_state, "k_resumed", (json_int_t)rx->synth_k0, "k",
+				       (json_int_t)rx->synth_k, "msg", rx->synth_msg, "oracle_ok",
+				       rx->synth_ok, "msg_at_resume", rx->synth_msg_at_resume,
+				       "oracle_ok_at_resume", rx->synth_ok_at_resume);
+
+		if (st->promoted_ns && rx->synth_first_write_ns > st->promoted_ns)
+			json_object_set_new(sy, "first_write_after_promotion_us",
+					    json_integer((json_int_t)((rx->synth_first_write_ns -
+								       st->promoted_ns) / 1000)));
+		json_object_set_new(o, "synth", sy);
+	}
+	pthread_mutex_unlock(&rx->lock);
+	return o;
+}
+
+static void synth_set(struct rx *rx, const char *state, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void synth_set(struct rx *rx, const char *state, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&rx->lock);
+	rx->synth_state = state;
+	va_start(ap, fmt);
+	vsnprintf(rx->synth_msg, sizeof(rx->synth_msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&rx->lock);
+}
+
+/* --resume-synth: the synthetic workload continues on the committed image
+ * inside the receiver, through the same resume socket an outside process
+ * would use (shared mode: it runs on the cache itself). */
+static void *resume_synth_main(void *arg)
+{
+	struct rx *rx = arg;
+	struct ftr_resume_opts ro = { .mode = FTR_RESUME_SHARED };
+	struct ftr_synth_verdict v;
+	struct ftr_synth_spec spec;
+	struct ftr_synth_gen g;
+	struct ftr_resumed *r;
+	char err[256];
+	uint64_t k0;
+	int ret;
+
+	synth_set(rx, "running", "connecting to %s", rx->resume_sock);
+	ret = ftr_resume_connect(rx->resume_sock, &ro, &r, err, sizeof(err));
+	if (ret) {
+		synth_set(rx, "failed", "%s", err);
+		fprintf(stderr, "%s: resume-synth: %s\n", prog_name, err);
+		return NULL;
+	}
+	/* The control page is the first touch: it faults through the server. */
+	if (ftr_synth_spec_from_image(r->regions[0].base, r->regions[0].size, &spec, &k0)) {
+		synth_set(rx, "failed", "the committed image is not a synthetic workload image");
+		ftr_resume_close(r);
+		return NULL;
+	}
+	ftr_resume_started(r);
+	/* The image it resumed from must be exactly the committed epoch. */
+	ret = ftr_synth_verify(r->regions[0].base, r->regions[0].size, &spec, &v);
+	pthread_mutex_lock(&rx->lock);
+	rx->synth_ok_at_resume = !ret && v.ok;
+	snprintf(rx->synth_msg_at_resume, sizeof(rx->synth_msg_at_resume), "%s",
+		 ret ? strerror(-ret) : v.msg);
+	pthread_mutex_unlock(&rx->lock);
+	fprintf(stderr, "%s: resume-synth: resumed at k=%" PRIu64 "; oracle %s: %s\n", prog_name,
+		k0, rx->synth_ok_at_resume ? "ok" : "FAILED", ret ? strerror(-ret) : v.msg);
+	ftr_synth_gen_seek(&g, &spec, k0);
+	pthread_mutex_lock(&rx->lock);
+	rx->synth_k0 = rx->synth_k = k0;
+	pthread_mutex_unlock(&rx->lock);
+	for (uint64_t i = 0; i < rx->synth_writes; i++) {
+		ftr_synth_write(&g, r->regions[0].base);
+		if (!i) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			pthread_mutex_lock(&rx->lock);
+			rx->synth_first_write_ns = (uint64_t)ts.tv_sec * 1000000000ull +
+						   (uint64_t)ts.tv_nsec;
+			pthread_mutex_unlock(&rx->lock);
+		}
+		if ((i & 1023) == 0 && atomic_load(&rx->synth_stop))
+			break;
+		if ((i & 1023) == 0 || i + 1 == rx->synth_writes) {
+			pthread_mutex_lock(&rx->lock);
+			rx->synth_k = g.k;
+			pthread_mutex_unlock(&rx->lock);
+		}
+	}
+	ret = ftr_synth_verify(r->regions[0].base, r->regions[0].size, &spec, &v);
+	pthread_mutex_lock(&rx->lock);
+	rx->synth_k = g.k;
+	rx->synth_ok = !ret && v.ok && rx->synth_ok_at_resume;
+	pthread_mutex_unlock(&rx->lock);
+	synth_set(rx, rx->synth_ok ? "done" : "failed", "resumed at k=%" PRIu64 ", %" PRIu64
+		  " more writes; oracle: %s", k0, g.k - k0, ret ? strerror(-ret) : v.msg);
+	fprintf(stderr, "%s: resume-synth: resumed at k=%" PRIu64 ", now k=%" PRIu64 "; oracle %s: %s\n",
+		prog_name, k0, g.k, rx->synth_ok ? "ok" : "FAILED", ret ? strerror(-ret) : v.msg);
+	/* The resumed workload keeps its memory until the receiver exits. */
+	return r;
+}
+
+/* Called from the main loop: acts once on promotion. */
+static void on_promotion(struct rx *rx)
 {
 	struct ftr_standby_status st;
 
+	ftr_standby_get_status(rx->sb, &st);
+	if (rx->promoted_seen || (st.state != FTR_STATE_PROMOTED && st.state != FTR_STATE_RESUMING))
+		return;
+	rx->promoted_seen = true;
+	if (rx->on_promote) {
+		char epoch[32];
+		pid_t pid;
+
+		snprintf(epoch, sizeof(epoch), "%" PRIu64, st.committed);
+		pid = fork();
+		if (pid == 0) {
+			sigset_t all;
+
+			sigemptyset(&all);
+			pthread_sigmask(SIG_SETMASK, &all, NULL);
+			if (rx->resume_sock)
+				setenv("FTREPL_RESUME_SOCK", rx->resume_sock, 1);
+			setenv("FTREPL_EPOCH", epoch, 1);
+			execl("/bin/sh", "sh", "-c", rx->on_promote, (char *)NULL);
+			_exit(127);
+		}
+		if (pid < 0)
+			fprintf(stderr, "%s: --on-promote: fork: %s\n", prog_name, strerror(errno));
+		else
+			fprintf(stderr, "%s: promoted at epoch %s: started \"%s\" (pid %d)\n", prog_name,
+				epoch, rx->on_promote, (int)pid);
+		rx->child = pid > 0 ? pid : 0;
+	}
+	if (rx->synth_writes) {
+		if (pthread_create(&rx->synth_th, NULL, resume_synth_main, rx))
+			fprintf(stderr, "%s: --resume-synth: cannot start its thread\n", prog_name);
+		else
+			rx->synth_started = true;
+	}
+}
+
+/* Waits for the promotion so that a resumed workload starts at once, not
+ * at the main loop's next tick. */
+static void *promo_main(void *arg)
+{
+	struct rx *rx = arg;
+
+	while (!atomic_load(&rx->synth_stop)) {
+		int st = ftr_standby_wait_state(rx->sb, (1u << FTR_STATE_PROMOTED) |
+						(1u << FTR_STATE_RESUMING), 200);
+
+		if (st >= 0) {
+			on_promotion(rx);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static json_t *status_json(struct rx *rx)
+{
+	struct ftr_standby *sb = rx->sb;
+	struct ftr_standby_status st;
+	json_t *o;
+
 	ftr_standby_get_status(sb, &st);
-	return json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:I, s:i, s:i, s:s, s:s, s:s,"
+	o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:I, s:i, s:i, s:s, s:s, s:s,"
 			 " s:I, s:I, s:I, s:I, s:i}",
 			 "listen_port", (int)ftr_standby_port(sb),
 			 "role", "standby",
@@ -85,14 +320,19 @@ static json_t *status_json(struct ftr_standby *sb)
 			 "staging_slots", (json_int_t)st.staging_slots,
 			 "staging_used", (json_int_t)st.staging_used,
 			 "page_size", (int)st.page_size);
+	if (o)
+		json_object_set_new(o, "resume", resume_json(rx, &st));
+	return o;
 }
 
-static json_t *stats_json(struct ftr_standby *sb)
+static json_t *stats_json(struct rx *rx)
 {
+	struct ftr_standby *sb = rx->sb;
 	struct ftr_standby_status st;
+	json_t *o;
 
 	ftr_standby_get_status(sb, &st);
-	return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	o = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			 "state", ftr_state_name(st.state),
 			 "epoch_committed", epoch_json(st.committed),
 			 "pages_received", (json_int_t)st.pages_received,
@@ -105,6 +345,9 @@ static json_t *stats_json(struct ftr_standby *sb)
 			 "sessions_rejected", (json_int_t)st.sessions_rejected,
 			 "last_rx_ms_ago", (json_int_t)st.last_rx_ms_ago,
 			 "blob_len", (json_int_t)st.blob_len);
+	if (o)
+		json_object_set_new(o, "resume", resume_json(rx, &st));
+	return o;
 }
 
 /* Writes the committed image to path via a temporary file, so a reader
@@ -186,12 +429,13 @@ static json_t *do_verify(struct ftr_standby *sb, json_t *req, char **errmsg)
 
 static json_t *handle(void *arg, const char *cmd, json_t *req, char **errmsg)
 {
-	struct ftr_standby *sb = arg;
+	struct rx *rx = arg;
+	struct ftr_standby *sb = rx->sb;
 
 	if (!strcmp(cmd, "status"))
-		return status_json(sb);
+		return status_json(rx);
 	if (!strcmp(cmd, "stats"))
-		return stats_json(sb);
+		return stats_json(rx);
 	if (!strcmp(cmd, "promote")) {
 		int ret = ftr_standby_promote(sb, "ftreplctl promote");
 		struct ftr_standby_status st;
@@ -228,7 +472,7 @@ static json_t *handle(void *arg, const char *cmd, json_t *req, char **errmsg)
 int main(int argc, char **argv)
 {
 	enum { O_CACHE_FILE = 256, O_STAGING, O_TRANSPORT, O_FAILOVER, O_HEARTBEAT, O_STALL,
-	       O_LOG, O_CONTROL };
+	       O_LOG, O_CONTROL, O_RESUME_SOCK, O_ON_PROMOTE, O_RESUME_SYNTH };
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "cache", required_argument, NULL, 'c' },
@@ -240,6 +484,9 @@ int main(int argc, char **argv)
 		{ "heartbeat-ms", required_argument, NULL, O_HEARTBEAT },
 		{ "stall-timeout", required_argument, NULL, O_STALL },
 		{ "log-level", required_argument, NULL, O_LOG },
+		{ "resume-sock", required_argument, NULL, O_RESUME_SOCK },
+		{ "on-promote", required_argument, NULL, O_ON_PROMOTE },
+		{ "resume-synth", required_argument, NULL, O_RESUME_SYNTH },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -247,6 +494,8 @@ int main(int argc, char **argv)
 	struct ftr_standby_opts o = { 0 };
 	struct ftr_ctl_server *ctl = NULL;
 	const char *control = NULL;
+	static struct rx rx = { .synth_state = "" };
+	char tmpdir[] = "/tmp/ftrepl-rx.XXXXXX", synth_sock[64] = "";
 	struct ftr_standby *sb;
 	char err[512];
 	int opt, ret, sig;
@@ -290,11 +539,24 @@ int main(int argc, char **argv)
 		case O_LOG:
 			prog_log_level_arg(optarg);
 			break;
+		case O_RESUME_SOCK:
+			rx.resume_sock = optarg;
+			break;
+		case O_ON_PROMOTE:
+			rx.on_promote = optarg;
+			break;
+		case O_RESUME_SYNTH:
+			rx.synth_writes = prog_u64_arg("--resume-synth", optarg, 1, 1ull << 40);
+			break;
 		case 'h':
 			usage();
 			return 0;
 		case 'V':
+#ifdef FTREPL_TEST_HOOKS
+			printf("ftrepl-receiver ftrepl %s (test hooks)\n", ftrepl_version());
+#else
 			printf("ftrepl-receiver ftrepl %s\n", ftrepl_version());
+#endif
 			return 0;
 		case ':':
 			prog_usage_error("%s needs a value", argv[optind - 1]);
@@ -321,11 +583,30 @@ int main(int argc, char **argv)
 		prog_usage_error("%s", err);
 
 	prog_block_signals();
+	pthread_mutex_init(&rx.lock, NULL);
 	ret = ftr_standby_create(&o, &sb, err, sizeof(err));
 	if (ret)
 		prog_fatal("%s", err[0] ? err : strerror(-ret));
+	rx.sb = sb;
+	if (rx.synth_writes && !rx.resume_sock) {
+		/* A private resume socket for the in-process resumed workload. */
+		if (!mkdtemp(tmpdir))
+			prog_fatal("--resume-synth: mkdtemp: %s", strerror(errno));
+		snprintf(synth_sock, sizeof(synth_sock), "%s/resume.sock", tmpdir);
+		rx.resume_sock = synth_sock;
+	}
+	if (rx.resume_sock) {
+		struct ftr_resume_server_opts ro = { .path = rx.resume_sock, .sb = sb,
+						     .prefault_pages = 15 };
+
+		ret = ftr_resume_server_start(&ro, &rx.rs, err, sizeof(err));
+		if (ret) {
+			ftr_standby_destroy(sb);
+			prog_fatal("--resume-sock: %s", err[0] ? err : strerror(-ret));
+		}
+	}
 	if (control) {
-		ret = ftr_ctl_server_start(control, handle, sb, &ctl);
+		ret = ftr_ctl_server_start(control, handle, &rx, &ctl);
 		if (ret) {
 			ftr_standby_destroy(sb);
 			prog_fatal("cannot serve the control socket %s: %s", control, strerror(-ret));
@@ -339,11 +620,33 @@ int main(int argc, char **argv)
 		prog_fatal("cannot start: %s", strerror(-ret));
 	}
 
-	while (!(sig = prog_wait_signal(500)))
-		;
+	if (pthread_create(&rx.promo_th, NULL, promo_main, &rx))
+		prog_fatal("cannot start the promotion watcher");
+	while (!(sig = prog_wait_signal(100))) {
+		if (rx.child > 0) {
+			int status;
+
+			if (waitpid(rx.child, &status, WNOHANG) == rx.child) {
+				fprintf(stderr, "%s: --on-promote command exited with %d\n", prog_name,
+					WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+				rx.child = 0;
+			}
+		}
+	}
 	fprintf(stderr, "%s: %s received, stopping\n", prog_name, strsignal(sig));
 	if (ctl)
 		ftr_ctl_server_stop(ctl);
+	atomic_store(&rx.synth_stop, true);
+	pthread_join(rx.promo_th, NULL);
+	if (rx.synth_started) {
+		void *r = NULL;
+
+		pthread_join(rx.synth_th, &r);
+		ftr_resume_close(r);
+	}
+	ftr_resume_server_stop(rx.rs);
+	if (synth_sock[0])
+		rmdir(tmpdir);
 	ftr_standby_stop(sb);
 	ftr_standby_destroy(sb);
 	return 0;
