@@ -7,10 +7,13 @@
  * socket. Three ways in:
  *
  *   shared mode     the client asks for the layout and gets the cache memfd
- *                   (SCM_RIGHTS), maps it, registers its mapping MINOR and
- *                   passes that uffd back; the server applies a pending
- *                   page from staging on first touch, then UFFDIO_CONTINUE.
- *                   Zero copy: the resumed workload runs on the cache.
+ *                   (SCM_RIGHTS), maps it privately, registers its mapping
+ *                   MINOR and passes that uffd back; the server applies a
+ *                   pending page from staging on first touch, then
+ *                   UFFDIO_CONTINUE. Reads share the cache's pages (zero
+ *                   copy); a first write copies the page (copy on write),
+ *                   so the cache stays exactly the committed epoch and a
+ *                   client that dies mid-way can simply resume again.
  *   anonymous mode  the client maps anonymous memory, registers it MISSING
  *                   and passes the uffd; the server UFFDIO_COPYs pages from
  *                   the committed image.
@@ -87,7 +90,7 @@ void ftr_resume_server_stats(struct ftr_resume_server *srv, struct ftr_resume_st
 /* ---- client ------------------------------------------------------------ */
 
 enum ftr_resume_mode {
-	FTR_RESUME_SHARED = 0,	/* map the cache memfd, MINOR faults */
+	FTR_RESUME_SHARED = 0,	/* map the cache memfd (private, COW), MINOR faults */
 	FTR_RESUME_ANON = 1,	/* anonymous memory, MISSING faults */
 };
 

@@ -354,7 +354,7 @@ int ftr_resume_connect(const char *path, const struct ftr_resume_opts *o,
 		uint64_t off = (uint64_t)json_integer_value(json_object_get(json_array_get(regs, i),
 									    "offset"));
 		void *p = shared ? mmap(NULL, s->pub.regions[i].size, PROT_READ | PROT_WRITE,
-					MAP_SHARED, s->memfd, (off_t)off)
+					MAP_PRIVATE, s->memfd, (off_t)off)
 				 : mmap(NULL, s->pub.regions[i].size, PROT_READ | PROT_WRITE,
 					MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 

@@ -3,15 +3,19 @@
 # workload resumes on the committed image through the resume socket in
 # MODE (shared, anon, firecracker). The resumed image must pass the oracle
 # at the committed k and again after more writes.
-#   resume.sh MODE [slow]
+#   resume.sh MODE [slow|retry]
 # With "slow" (a receiver built with FTREPL_TEST_HOOKS) the applier is
 # delayed, so pending pages are still in staging when the workload faults
 # them: it must read the committed content, never the cache's older one.
+# With "retry" a first client is killed mid-way through its writes; a second
+# one must resume from exactly the same committed image.
 . "$(dirname "$0")/lib.sh"
 
 MODE=$1
 SLOW=${2:-}
 SIZE=32M
+RETRY=
+[ "$SLOW" = retry ] && { RETRY=1; SLOW=; }
 if [ -n "$SLOW" ]; then
 	"$RX" --version | grep -q "test hooks" || { echo "SKIP: receiver built without FTREPL_TEST_HOOKS"; exit 77; }
 	export FTREPL_TEST_APPLY_DELAY_MS=400
@@ -35,8 +39,25 @@ pending=$(status "$WORK/rx.sock" pending_pages)
 [ "$committed" -ge "$acked" ] || fail "committed epoch $committed < acked $acked"
 say "promoted at epoch $committed (acked $acked), $pending page(s) pending in staging"
 
-"$FTR_BIN/tests/integration/ftr-resume-client" --sock "$WORK/resume.sock" --mode "$MODE" \
+CLIENT="$FTR_BIN/tests/integration/ftr-resume-client"
+if [ -n "$RETRY" ]; then
+	"$CLIENT" --sock "$WORK/resume.sock" --mode "$MODE" --size "$SIZE" --writes 100000000000 \
+		>"$WORK/client1.log" 2>&1 &
+	c1=$!
+	PIDS+=("$c1")
+	wait_until 10 grep -q "^oracle ok at resume" "$WORK/client1.log" || fail "first client did not resume: $(cat "$WORK/client1.log")"
+	sleep 0.3
+	kill -9 "$c1"
+	wait "$c1" 2>/dev/null || true
+	k1=$(awk '/^resumed-k/ {print $2}' "$WORK/client1.log")
+	say "first client killed mid-way (it resumed at k=$k1 and kept writing)"
+fi
+"$CLIENT" --sock "$WORK/resume.sock" --mode "$MODE" \
 	--size "$SIZE" --writes 20000 >"$WORK/client.log" 2>&1 || fail "resumed client failed: $(cat "$WORK/client.log")"
+if [ -n "$RETRY" ]; then
+	k2=$(awk '/^resumed-k/ {print $2}' "$WORK/client.log")
+	[ "$k2" = "$k1" ] || fail "second client resumed at k=$k2, the first at k=$k1: the image changed"
+fi
 cat "$WORK/client.log"
 grep -q "^oracle ok at resume" "$WORK/client.log" || fail "no oracle check at resume"
 grep -q "^oracle ok after more writes" "$WORK/client.log" || fail "no oracle check after writes"

@@ -158,6 +158,7 @@ int main(int argc, char **argv)
 	}
 	if (!sock)
 		die("--sock is required");
+	setvbuf(stdout, NULL, _IOLBF, 0); /* the tests watch the lines as they come */
 
 	if (!strcmp(mode, "firecracker")) {
 		if (!size)
