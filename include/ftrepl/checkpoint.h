@@ -174,11 +174,16 @@ enum ftr_snapshot_mode {
 };
 
 enum ftr_dirty_mode {
-	FTR_DIRTY_AUTO = 0, /* the workload's own exact tracking */
-	FTR_DIRTY_FULL = 1, /* every page, every epoch (baseline) */
+	FTR_DIRTY_AUTO = 0,	/* the best kernel backend available (says which) */
+	FTR_DIRTY_FULL = 1,	/* every page, every epoch (baseline) */
+	FTR_DIRTY_WP_ASYNC = 2,	/* UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN */
+	FTR_DIRTY_WP_SYNC = 3,	/* write-protect faults to a handler thread */
+	FTR_DIRTY_SCAN = 4,	/* compare with a shadow copy */
+	FTR_DIRTY_WORKLOAD = 5,	/* the workload's own exact tracking (synthetic) */
 };
 
-/* "stop-copy"/"copy-out", "auto"/"full": 0 or -EINVAL. */
+/* "stop-copy"/"copy-out"; "auto", "full", "wp-async", "wp-sync", "scan",
+ * "workload": 0 or -EINVAL. */
 int ftr_snapshot_parse(const char *s, enum ftr_snapshot_mode *out);
 int ftr_dirty_parse(const char *s, enum ftr_dirty_mode *out);
 const char *ftr_snapshot_name(enum ftr_snapshot_mode m);
@@ -253,6 +258,8 @@ struct ftr_primary_status {
 	uint64_t sync_ns;	   /* initial sync: start to epoch 0 sent */
 	uint64_t sync_pages;	   /* pages (not fill pages) sent by the initial sync */
 	uint64_t epochs_ns;	   /* end of sync to the last ACK (or now) */
+	uint64_t harvest_last_us;  /* dirty-set harvest of the last epoch */
+	char dirty[16];		   /* the tracking backend in use */
 	char transport[32];
 	char last_error[256];
 };

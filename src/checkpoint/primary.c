@@ -39,6 +39,7 @@
 #include "checkpoint/session.h"
 #include "checkpoint/workload.h"
 #include "common/common.h"
+#include "uffd/track.h"
 
 #define PR_STRIPE_SHIFT 10	/* initial-sync stripe: 1024 pages per channel turn */
 #define PR_PAUSE_TIMEOUT_MS 5000
@@ -84,6 +85,9 @@ struct ftr_primary {
 	int wake_fd;		/* eventfd: stop requests wake the engine */
 	bool failed;
 	bool bye_sent;		/* the session ended in order */
+	struct ftr_track *track; /* kernel dirty tracking, NULL: the workload's own */
+	char dirty_name[16];
+	uint64_t harvest_ns;	/* last harvest (engine thread; read racily for stats) */
 	char err[256];
 
 	/* ring and acks (under lock) */
@@ -799,12 +803,21 @@ static int64_t harvest(struct ftr_primary *p)
 {
 	int64_t n;
 
+	uint64_t t0 = ftr_now_ns();
+
 	clear_maps(p);
+	/* The workload's own harvest also resets its dirty budget (early
+	 * cuts); with a kernel backend, that backend says which pages. */
 	n = p->wl->ops->harvest(p->wl, p->maps);
+	if (n >= 0 && p->track) {
+		clear_maps(p);
+		n = ftr_track_harvest(p->track, p->maps);
+	}
 	if (n < 0) {
 		pr_fail(p, "dirty tracking failed: %s", strerror((int)-n));
 		return n;
 	}
+	p->harvest_ns = ftr_now_ns() - t0;
 	if (p->o.dirty == FTR_DIRTY_FULL) {
 		set_all_maps(p);
 		n = (int64_t)p->total_pages;
@@ -1059,11 +1072,16 @@ static void say_bye(struct ftr_primary *p)
 	ftr_send_simple(p->ctl, FTR_REC_BYE, 0, &rec);
 }
 
+static int start_tracking(struct ftr_primary *p);
+
 int ftr_primary_run(struct ftr_primary *p)
 {
 	int ret;
 
 	p->t_start = ftr_now_ns();
+	ret = start_tracking(p);
+	if (ret)
+		goto out;
 	ret = connect_session(p);
 	if (ret)
 		goto out;
@@ -1209,6 +1227,9 @@ int ftr_primary_get_status(struct ftr_primary *p, struct ftr_primary_status *st)
 		st->sync_ns = p->t_synced - p->t_start;
 		st->epochs_ns = (p->t_done ? p->t_done : ftr_now_ns()) - p->t_synced;
 	}
+	st->harvest_last_us = p->harvest_ns / 1000;
+	ftr_strlcpy(st->dirty, p->dirty_name[0] ? p->dirty_name : ftr_dirty_name(p->o.dirty),
+		    sizeof(st->dirty));
 	ftr_strlcpy(st->last_error, p->err, sizeof(st->last_error));
 	for (uint32_t ch = 1; ch <= p->nch; ch++) {
 		if (p->data[ch]) {
@@ -1238,6 +1259,7 @@ void ftr_primary_destroy(struct ftr_primary *p)
 			ftr_chan_close(p->data[ch]);
 	if (p->ctl)
 		ftr_chan_close(p->ctl);
+	ftr_track_destroy(p->track);
 	if (p->maps)
 		for (uint32_t r = 0; r < p->wl->nregions; r++)
 			free(p->maps[r]);
@@ -1271,18 +1293,71 @@ const char *ftr_snapshot_name(enum ftr_snapshot_mode m)
 	return m == FTR_SNAP_COPY_OUT ? "copy-out" : "stop-copy";
 }
 
+static const char *const dirty_names[] = {
+	[FTR_DIRTY_AUTO] = "auto",	   [FTR_DIRTY_FULL] = "full",
+	[FTR_DIRTY_WP_ASYNC] = "wp-async", [FTR_DIRTY_WP_SYNC] = "wp-sync",
+	[FTR_DIRTY_SCAN] = "scan",	   [FTR_DIRTY_WORKLOAD] = "workload",
+};
+
 int ftr_dirty_parse(const char *s, enum ftr_dirty_mode *out)
 {
-	if (!strcmp(s, "auto"))
-		*out = FTR_DIRTY_AUTO;
-	else if (!strcmp(s, "full"))
-		*out = FTR_DIRTY_FULL;
-	else
-		return -EINVAL;
-	return 0;
+	for (unsigned i = 0; i < FTR_ARRAY_SIZE(dirty_names); i++) {
+		if (!strcmp(s, dirty_names[i])) {
+			*out = (enum ftr_dirty_mode)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
 }
 
 const char *ftr_dirty_name(enum ftr_dirty_mode m)
 {
-	return m == FTR_DIRTY_FULL ? "full" : "auto";
+	return (unsigned)m < FTR_ARRAY_SIZE(dirty_names) ? dirty_names[m] : "?";
+}
+
+/* The kernel tracking backend for a dirty mode, or -1 when the workload's
+ * own tracking (or none, for full) is used. */
+static int track_kind_of(enum ftr_dirty_mode m)
+{
+	switch (m) {
+	case FTR_DIRTY_AUTO:
+		return FTR_TRACK_AUTO;
+	case FTR_DIRTY_WP_ASYNC:
+		return FTR_TRACK_WP_ASYNC;
+	case FTR_DIRTY_WP_SYNC:
+		return FTR_TRACK_WP_SYNC;
+	case FTR_DIRTY_SCAN:
+		return FTR_TRACK_SCAN;
+	default:
+		return -1;
+	}
+}
+
+/* Starts the dirty tracking backend before the workload runs: its first
+ * harvest then covers every write. */
+static int start_tracking(struct ftr_primary *p)
+{
+	struct ftr_track_region regs[FTR_MAX_REGIONS];
+	int kind = track_kind_of(p->o.dirty);
+	char err[192];
+	int ret;
+
+	ftr_strlcpy(p->dirty_name, ftr_dirty_name(p->o.dirty), sizeof(p->dirty_name));
+	if (kind < 0)
+		return 0;
+	for (uint32_t r = 0; r < p->wl->nregions; r++)
+		regs[r] = (struct ftr_track_region){ .base = p->wl->regions[r].base,
+						     .size = p->wl->regions[r].size,
+						     .fd = p->wl->regions[r].fd };
+	ret = ftr_track_create((enum ftr_track_kind)kind, regs, p->wl->nregions, p->page_size, -1,
+			       &p->track, err, sizeof(err));
+	if (ret) {
+		pr_fail(p, "--dirty %s: %s", ftr_dirty_name(p->o.dirty), err);
+		return ret;
+	}
+	ftr_strlcpy(p->dirty_name, ftr_track_kind_name(ftr_track_kind(p->track)),
+		    sizeof(p->dirty_name));
+	pr_info("dirty tracking: %s%s", p->dirty_name,
+		p->o.dirty == FTR_DIRTY_AUTO ? " (auto: the best this kernel offers)" : "");
+	return 0;
 }

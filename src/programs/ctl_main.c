@@ -67,6 +67,7 @@ static void usage(void)
 	       "                          dump and verify)\n"
 	       "  --json                  print the reply as one JSON line\n"
 	       "  --spec SPEC             verify: the workload the image must belong to\n"
+	       "  --probe                 print what this kernel offers (userfaultfd, PAGEMAP_SCAN, io_uring)\n"
 	       "  --help, --version\n"
 	       "\n"
 	       "Exit status: 0 ok (verify: passed), 1 failure (verify: failed), 2 usage error.\n"
@@ -336,6 +337,7 @@ static void parse_options(int argc, char **argv, struct ctl_opts *o)
 		{ "spec", required_argument, NULL, O_SPEC },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "probe", no_argument, NULL, 'P' },
 		{ 0 },
 	};
 	int opt;
@@ -359,6 +361,8 @@ static void parse_options(int argc, char **argv, struct ctl_opts *o)
 		case 'h':
 			usage();
 			exit(0);
+		case 'P':
+			prog_probe();
 		case 'V':
 			printf("ftreplctl ftrepl %s\n", FTREPL_VERSION);
 			exit(0);

@@ -9,6 +9,7 @@
 #include <ftrepl/ftrepl.h>
 
 #include "programs/progutil.h"
+#include "uffd/probe.h"
 
 const char *prog_name = "ftrepl";
 static sigset_t prog_sigs;
@@ -96,4 +97,10 @@ int prog_wait_signal(int ms)
 	int sig = sigtimedwait(&prog_sigs, NULL, &ts);
 
 	return sig > 0 ? sig : 0;
+}
+
+void prog_probe(void)
+{
+	ftr_kprobe_print(stdout);
+	exit(0);
 }

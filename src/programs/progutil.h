@@ -15,6 +15,10 @@ void prog_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2),
 /* Prints "NAME: message" and exits 1. */
 void prog_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* --probe: prints what this kernel offers ftrepl (userfaultfd features and
+ * modes, PAGEMAP_SCAN, io_uring) and exits 0. */
+void prog_probe(void) __attribute__((noreturn));
+
 /* Option value parsers: exit 2 naming the option on bad input. */
 uint64_t prog_size_arg(const char *opt, const char *val);
 uint64_t prog_u64_arg(const char *opt, const char *val, uint64_t min, uint64_t max);

@@ -31,6 +31,7 @@
 
 #include "common/ctlsock.h"
 #include "programs/progutil.h"
+#include "uffd/probe.h"
 
 static void usage(void)
 {
@@ -59,6 +60,7 @@ static void usage(void)
 	       "  --resume-synth WRITES   when promoted, resume the synthetic workload inside the\n"
 	       "                          receiver (shared mode), do WRITES more writes, verify\n"
 	       "  --log-level LEVEL       error, warn, info (default) or debug\n"
+	       "  --probe                 print what this kernel offers (userfaultfd, PAGEMAP_SCAN, io_uring)\n"
 	       "  --help, --version\n"
 	       "\n"
 	       "Promotion happens on heartbeat silence, on a broken connection without BYE, or on\n"
@@ -320,8 +322,10 @@ static json_t *status_json(struct rx *rx)
 			 "staging_slots", (json_int_t)st.staging_slots,
 			 "staging_used", (json_int_t)st.staging_used,
 			 "page_size", (int)st.page_size);
-	if (o)
+	if (o) {
 		json_object_set_new(o, "resume", resume_json(rx, &st));
+		json_object_set_new(o, "kernel", ftr_kprobe_json());
+	}
 	return o;
 }
 
@@ -489,6 +493,7 @@ int main(int argc, char **argv)
 		{ "resume-synth", required_argument, NULL, O_RESUME_SYNTH },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "probe", no_argument, NULL, 'P' },
 		{ 0 },
 	};
 	struct ftr_standby_opts o = { 0 };
@@ -551,6 +556,8 @@ int main(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
+		case 'P':
+			prog_probe();
 		case 'V':
 #ifdef FTREPL_TEST_HOOKS
 			printf("ftrepl-receiver ftrepl %s (test hooks)\n", ftrepl_version());

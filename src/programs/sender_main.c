@@ -26,6 +26,7 @@
 
 #include "common/ctlsock.h"
 #include "programs/progutil.h"
+#include "uffd/probe.h"
 
 static void usage(void)
 {
@@ -48,7 +49,10 @@ static void usage(void)
 	       "  --epoch-ms N            epoch period (default %d)\n"
 	       "  --snapshot MODE         stop-copy (default: paused until the dirty set is sent)\n"
 	       "                          or copy-out (copy to a buffer, resume, then send)\n"
-	       "  --dirty MODE            auto (the workload's exact tracking) or full (every page,\n"
+	       "  --dirty MODE            dirty tracking: auto (the best the kernel offers, says which),\n"
+	       "                          wp-async (uffd WP_ASYNC + PAGEMAP_SCAN), wp-sync (write-\n"
+	       "                          protect faults), scan (shadow compare), workload (the\n"
+	       "                          synthetic workload's own exact tracking), full (every page,\n"
 	       "                          every epoch; needs staging as large as the workload)\n"
 	       "  --batch-pages N         pages per PAGES record (default %d, max %d)\n"
 	       "  --no-data-crc           do not checksum page payloads (headers always are)\n"
@@ -64,6 +68,7 @@ static void usage(void)
 	       "  --dump-on-exit FILE     after an orderly stop, write the workload's final image\n"
 	       "                          (equal to the last acked epoch) to FILE\n"
 	       "  --log-level LEVEL       error, warn, info (default) or debug\n"
+	       "  --probe                 print what this kernel offers (userfaultfd, PAGEMAP_SCAN, io_uring)\n"
 	       "  --help, --version\n"
 	       "\n"
 	       "An orderly stop (SIGINT, SIGTERM, `ftreplctl stop`, --epochs, --duration) cuts a final\n"
@@ -97,7 +102,7 @@ static json_t *status_json(struct sender *s, bool full)
 
 	ftr_primary_get_status(s->p, &st);
 	ftr_synth_format(&s->spec, spec, sizeof(spec));
-	o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:s, s:i, s:s, s:I, s:s}",
+	o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:s, s:i, s:s, s:I, s:s, s:s}",
 		      "role", "primary",
 		      "state", ftr_state_name(st.state),
 		      "session", st.session,
@@ -109,7 +114,10 @@ static json_t *status_json(struct sender *s, bool full)
 		      "nchannels", (int)st.nchannels,
 		      "transport", st.transport,
 		      "staging_slots", (json_int_t)st.staging_slots,
-		      "last_error", st.last_error);
+		      "last_error", st.last_error,
+		      "dirty", st.dirty);
+	if (o)
+		json_object_set_new(o, "kernel", ftr_kprobe_json());
 	if (o && full) {
 		json_t *more = json_pack(
 			"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
@@ -125,6 +133,8 @@ static json_t *status_json(struct sender *s, bool full)
 			"epochs_cut_early", (json_int_t)st.epochs_cut_early,
 			"credit_waits", (json_int_t)st.credit_waits,
 			"tx_syscalls", (json_int_t)st.tx_syscalls);
+
+		json_object_set_new(more, "harvest_last_us", json_integer((json_int_t)st.harvest_last_us));
 
 		json_object_update(o, more);
 		json_decref(more);
@@ -197,6 +207,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, O_LOG },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "probe", no_argument, NULL, 'P' },
 		{ 0 },
 	};
 	struct ftr_primary_opts o = { 0 };
@@ -234,7 +245,8 @@ int main(int argc, char **argv)
 			break;
 		case O_DIRTY:
 			if (ftr_dirty_parse(optarg, &o.dirty))
-				prog_usage_error("--dirty %s: use auto or full", optarg);
+				prog_usage_error("--dirty %s: use auto, wp-async, wp-sync, scan, workload or full",
+						 optarg);
 			break;
 		case O_BATCH:
 			o.batch_pages = (unsigned)prog_u64_arg("--batch-pages", optarg, 1,
@@ -275,6 +287,8 @@ int main(int argc, char **argv)
 		case 'h':
 			usage();
 			return 0;
+		case 'P':
+			prog_probe();
 		case 'V':
 			printf("ftrepl-sender ftrepl %s\n", ftrepl_version());
 			return 0;

@@ -20,7 +20,9 @@ for b in "$RX" "$TX" "$CTL"; do
 	expect 0 "usage" "$b" --help
 	expect 0 "ftrepl [0-9]+\.[0-9]+" "$b" --version
 	expect 2 "unknown option --bogus" "$b" --bogus
+	expect 0 "uffd .*(yes|no)" "$b" --probe
 done
+expect 2 "--dirty bogus: use auto, wp-async" "$TX" --tcp 127.0.0.1:9 --dirty bogus
 expect 2 "--listen" "$RX" --cache 1G
 expect 2 "--cache" "$RX" --listen 127.0.0.1:7000
 expect 2 "--cache 12Q: not a size" "$RX" --listen 127.0.0.1:7000 --cache 12Q
