@@ -85,6 +85,7 @@ struct ftr_primary {
 	int wake_fd;		/* eventfd: stop requests wake the engine */
 	bool failed;
 	bool bye_sent;		/* the session ended in order */
+	bool lost_notified;	/* workload told the session failed */
 	struct ftr_track *track; /* kernel dirty tracking, NULL: the workload's own */
 	char dirty_name[16];
 	uint64_t harvest_ns;	/* last harvest (engine thread; read racily for stats) */
@@ -129,6 +130,7 @@ static void pr_fail(struct ftr_primary *p, const char *fmt, ...) FTR_PRINTF(2, 3
 static void pr_fail(struct ftr_primary *p, const char *fmt, ...)
 {
 	uint64_t one = 1;
+	bool notify;
 	va_list ap;
 
 	pthread_mutex_lock(&p->lock);
@@ -147,8 +149,13 @@ static void pr_fail(struct ftr_primary *p, const char *fmt, ...)
 			if (p->data[i])
 				ftr_chan_shutdown(p->data[i]);
 	}
+	notify = p->failed && !p->lost_notified;
+	if (notify)
+		p->lost_notified = true;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->lock);
+	if (notify && p->wl->ops->session_lost)
+		p->wl->ops->session_lost(p->wl, p->err);
 	if (write(p->wake_fd, &one, sizeof(one)) < 0) {
 		/* already signalled */
 	}
@@ -181,6 +188,8 @@ static int on_ack(struct ftr_primary *p, uint64_t e)
 	ftr_lat_add(&p->ack_lat, (ftr_now_ns() - p->commit_ns[e % 64]) / 1000);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->lock);
+	if (p->wl->ops->acked)
+		p->wl->ops->acked(p->wl, e);
 	return 0;
 }
 
@@ -943,6 +952,8 @@ static int initial_sync(struct ftr_primary *p)
 	}
 	if (ret)
 		return ret;
+	if (p->wl->ops->epoch_cut)
+		p->wl->ops->epoch_cut(p->wl, 0);
 	ret = send_epoch_paused(p, t0, n, &pause_ns, false);
 	if (ret)
 		return ret;
@@ -1021,6 +1032,8 @@ static int run_epochs(struct ftr_primary *p)
 			p->wl->ops->resume(p->wl);
 			return (int)n;
 		}
+		if (p->wl->ops->epoch_cut)
+			p->wl->ops->epoch_cut(p->wl, e);
 		tx_begin(p, e, false);
 		ret = send_epoch_paused(p, t0, n, &pause_ns, final);
 		if (ret)

@@ -41,6 +41,16 @@ struct ftr_workload_ops {
 	 * asks for an early epoch (writes to the cut eventfd); at `hard` it
 	 * stops itself until the next harvest, so no epoch exceeds `hard`. */
 	void (*set_dirty_limits)(struct ftr_workload *wl, uint64_t soft, uint64_t hard);
+	/* Optional (NULL = none). Output commit (DESIGN.md guarantee 2):
+	 * epoch_cut: called while paused, after the harvest: the state at this
+	 *   pause is epoch `epoch`; outputs produced before it belong to it.
+	 * acked: the standby committed `epoch` (called from the control reader
+	 *   thread, in epoch order): outputs of epochs <= epoch may be released.
+	 * session_lost: the session failed (the standby may take over):
+	 *   outputs not yet released must be dropped, never released. */
+	void (*epoch_cut)(struct ftr_workload *wl, uint64_t epoch);
+	void (*acked)(struct ftr_workload *wl, uint64_t epoch);
+	void (*session_lost)(struct ftr_workload *wl, const char *why);
 	/* Progress counter for status (writes done), or 0. */
 	uint64_t (*progress)(struct ftr_workload *wl);
 	void (*stop)(struct ftr_workload *wl);
