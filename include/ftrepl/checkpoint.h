@@ -171,6 +171,8 @@ void ftr_standby_destroy(struct ftr_standby *sb);
 enum ftr_snapshot_mode {
 	FTR_SNAP_STOP_COPY = 0, /* paused until the dirty set is sent */
 	FTR_SNAP_COPY_OUT = 1,	/* copy to a bounce buffer, resume, send */
+	FTR_SNAP_COW = 2,	/* pause only to harvest; send live, copy a page
+				 * aside only when written before it is sent */
 };
 
 enum ftr_dirty_mode {
@@ -182,7 +184,7 @@ enum ftr_dirty_mode {
 	FTR_DIRTY_WORKLOAD = 5,	/* the workload's own exact tracking (synthetic) */
 };
 
-/* "stop-copy"/"copy-out"; "auto", "full", "wp-async", "wp-sync", "scan",
+/* "stop-copy"/"copy-out"/"cow"; "auto", "full", "wp-async", "wp-sync", "scan",
  * "workload": 0 or -EINVAL. */
 int ftr_snapshot_parse(const char *s, enum ftr_snapshot_mode *out);
 int ftr_dirty_parse(const char *s, enum ftr_dirty_mode *out);
@@ -259,6 +261,8 @@ struct ftr_primary_status {
 	uint64_t sync_pages;	   /* pages (not fill pages) sent by the initial sync */
 	uint64_t epochs_ns;	   /* end of sync to the last ACK (or now) */
 	uint64_t harvest_last_us;  /* dirty-set harvest of the last epoch */
+	uint64_t cow_copied;	   /* cow: pages copied aside because written before sent */
+	uint64_t cow_faults;	   /* cow: write-protect faults handled */
 	char dirty[16];		   /* the tracking backend in use */
 	char transport[32];
 	char last_error[256];

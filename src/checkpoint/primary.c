@@ -39,6 +39,7 @@
 #include "checkpoint/session.h"
 #include "checkpoint/workload.h"
 #include "common/common.h"
+#include "checkpoint/cow.h"
 #include "uffd/track.h"
 
 #define PR_STRIPE_SHIFT 10	/* initial-sync stripe: 1024 pages per channel turn */
@@ -87,6 +88,7 @@ struct ftr_primary {
 	bool bye_sent;		/* the session ended in order */
 	bool lost_notified;	/* workload told the session failed */
 	struct ftr_track *track; /* kernel dirty tracking, NULL: the workload's own */
+	struct ftr_cow *cow;	/* --snapshot cow */
 	char dirty_name[16];
 	uint64_t harvest_ns;	/* last harvest (engine thread; read racily for stats) */
 	char err[256];
@@ -429,6 +431,16 @@ static int connect_session(struct ftr_primary *p)
 	}
 	/* No epoch may hold more pages than staging has slots. */
 	p->hard = p->nslots;
+	if (p->o.snapshot == FTR_SNAP_COW) {
+		char err[192];
+
+		ret = ftr_cow_create(p->wl->regions, p->wl->nregions, p->page_size,
+				     FTR_MIN(p->hard, p->total_pages), &p->cow, err, sizeof(err));
+		if (ret) {
+			pr_fail(p, "%s", err);
+			return ret;
+		}
+	}
 	if (p->o.snapshot == FTR_SNAP_COPY_OUT) {
 		p->items_cap = p->hard;
 		p->items = calloc(p->items_cap, sizeof(*p->items));
@@ -760,6 +772,20 @@ static int for_each_dirty(struct ftr_primary *p,
 	return 0;
 }
 
+/* cow: sends the page from where the cow engine says (live, or the copy a
+ * writer caused) and lets the claimed pages go once a batch is out. */
+static int send_cow_page(struct ftr_primary *p, uint32_t r, uint64_t page)
+{
+	uint32_t ch = p->rr;
+	int ret = tx_page(p, r, page, ftr_cow_claim(p->cow, r, page));
+
+	/* A flush empties the builder the page went to: every page claimed so
+	 * far is then in the kernel's hands (tx_end releases the rest). */
+	if (!ret && ch >= 1 && ch <= p->nch && !p->b[ch - 1].pages.u.pages.count)
+		ftr_cow_release(p->cow);
+	return ret;
+}
+
 static int send_live_page(struct ftr_primary *p, uint32_t r, uint64_t page)
 {
 	return tx_page(p, r, page, (uint8_t *)p->wl->regions[r].base + page * p->page_size);
@@ -846,6 +872,9 @@ static int send_epoch_paused(struct ftr_primary *p, uint64_t pause_t0, int64_t n
 {
 	ssize_t blob_len = p->wl->ops->blob(p->wl, p->blob, sizeof(p->blob));
 	bool copy_out = p->o.snapshot == FTR_SNAP_COPY_OUT && (uint64_t)ndirty <= p->items_cap;
+	/* cow for the epochs after the initial sync; the final epoch of an
+	 * orderly stop keeps the workload paused anyway. */
+	bool cow = p->cow && !p->tx_direct && !keep_paused;
 	int ret;
 
 	p->tx_stable = true;
@@ -856,7 +885,20 @@ static int send_epoch_paused(struct ftr_primary *p, uint64_t pause_t0, int64_t n
 		pr_fail(p, "capturing the state blob: %s", strerror((int)-blob_len));
 		return (int)blob_len;
 	}
-	if (copy_out) {
+	if (cow) {
+		ret = ftr_cow_arm(p->cow, p->maps);
+		p->wl->ops->resume(p->wl);
+		*pause_ns = ftr_now_ns() - pause_t0;
+		if (ret) {
+			ftr_cow_finish(p->cow);
+			pr_fail(p, "cow: write-protecting the epoch: %s", strerror(-ret));
+			return ret;
+		}
+		ret = for_each_dirty(p, send_cow_page);
+		if (!ret)
+			ret = tx_end(p);
+		ftr_cow_finish(p->cow);
+	} else if (copy_out) {
 		p->items_n = 0;
 		ret = for_each_dirty(p, capture_page);
 		if (!keep_paused)
@@ -1241,6 +1283,8 @@ int ftr_primary_get_status(struct ftr_primary *p, struct ftr_primary_status *st)
 		st->epochs_ns = (p->t_done ? p->t_done : ftr_now_ns()) - p->t_synced;
 	}
 	st->harvest_last_us = p->harvest_ns / 1000;
+	if (p->cow)
+		ftr_cow_stats(p->cow, &st->cow_copied, &st->cow_faults);
 	ftr_strlcpy(st->dirty, p->dirty_name[0] ? p->dirty_name : ftr_dirty_name(p->o.dirty),
 		    sizeof(st->dirty));
 	ftr_strlcpy(st->last_error, p->err, sizeof(st->last_error));
@@ -1273,6 +1317,7 @@ void ftr_primary_destroy(struct ftr_primary *p)
 	if (p->ctl)
 		ftr_chan_close(p->ctl);
 	ftr_track_destroy(p->track);
+	ftr_cow_destroy(p->cow);
 	if (p->maps)
 		for (uint32_t r = 0; r < p->wl->nregions; r++)
 			free(p->maps[r]);
@@ -1292,7 +1337,9 @@ void ftr_primary_destroy(struct ftr_primary *p)
 
 int ftr_snapshot_parse(const char *s, enum ftr_snapshot_mode *out)
 {
-	if (!strcmp(s, "stop-copy"))
+	if (!strcmp(s, "cow"))
+		*out = FTR_SNAP_COW;
+	else if (!strcmp(s, "stop-copy"))
 		*out = FTR_SNAP_STOP_COPY;
 	else if (!strcmp(s, "copy-out"))
 		*out = FTR_SNAP_COPY_OUT;
@@ -1303,7 +1350,7 @@ int ftr_snapshot_parse(const char *s, enum ftr_snapshot_mode *out)
 
 const char *ftr_snapshot_name(enum ftr_snapshot_mode m)
 {
-	return m == FTR_SNAP_COPY_OUT ? "copy-out" : "stop-copy";
+	return m == FTR_SNAP_COPY_OUT ? "copy-out" : m == FTR_SNAP_COW ? "cow" : "stop-copy";
 }
 
 static const char *const dirty_names[] = {
@@ -1355,6 +1402,20 @@ static int start_tracking(struct ftr_primary *p)
 	char err[192];
 	int ret;
 
+	if (p->o.snapshot == FTR_SNAP_COW) {
+		/* cow write-protects the epoch's pages with its own userfaultfd:
+		 * a uffd-based tracker cannot share the same memory. */
+		if (p->o.dirty == FTR_DIRTY_WP_ASYNC || p->o.dirty == FTR_DIRTY_WP_SYNC) {
+			pr_fail(p, "--snapshot cow cannot be combined with --dirty %s (both need the "
+				"region's userfaultfd); use --dirty workload, scan or full",
+				ftr_dirty_name(p->o.dirty));
+			return -EINVAL;
+		}
+		if (p->o.dirty == FTR_DIRTY_AUTO) {
+			p->o.dirty = FTR_DIRTY_WORKLOAD;
+			kind = -1;
+		}
+	}
 	ftr_strlcpy(p->dirty_name, ftr_dirty_name(p->o.dirty), sizeof(p->dirty_name));
 	if (kind < 0)
 		return 0;

@@ -49,6 +49,8 @@ static void usage(void)
 	       "  --epoch-ms N            epoch period (default %d)\n"
 	       "  --snapshot MODE         stop-copy (default: paused until the dirty set is sent)\n"
 	       "                          or copy-out (copy to a buffer, resume, then send)\n"
+	       "                          or cow (pause only to harvest; send from live memory, a\n"
+	       "                          page written before it is sent is copied aside first)\n"
 	       "  --dirty MODE            dirty tracking: auto (the best the kernel offers, says which),\n"
 	       "                          wp-async (uffd WP_ASYNC + PAGEMAP_SCAN), wp-sync (write-\n"
 	       "                          protect faults), scan (shadow compare), workload (the\n"
@@ -135,6 +137,8 @@ static json_t *status_json(struct sender *s, bool full)
 			"tx_syscalls", (json_int_t)st.tx_syscalls);
 
 		json_object_set_new(more, "harvest_last_us", json_integer((json_int_t)st.harvest_last_us));
+		json_object_set_new(more, "cow_copied", json_integer((json_int_t)st.cow_copied));
+		json_object_set_new(more, "cow_faults", json_integer((json_int_t)st.cow_faults));
 
 		json_object_update(o, more);
 		json_decref(more);
@@ -241,7 +245,7 @@ int main(int argc, char **argv)
 			break;
 		case O_SNAPSHOT:
 			if (ftr_snapshot_parse(optarg, &o.snapshot))
-				prog_usage_error("--snapshot %s: use stop-copy or copy-out", optarg);
+				prog_usage_error("--snapshot %s: use stop-copy, copy-out or cow", optarg);
 			break;
 		case O_DIRTY:
 			if (ftr_dirty_parse(optarg, &o.dirty))

@@ -16,7 +16,7 @@ for t in $(seq 1 "$TRIALS"); do
 	start_rx rx --cache 64M --staging 8M --failover-timeout 800 --heartbeat-ms 50
 	rate=$(( (RANDOM % 3) * 30000 ))      # 0 = as fast as possible
 	chans=$(( RANDOM % 3 + 1 ))
-	snap=$([ $((RANDOM % 2)) -eq 0 ] && echo stop-copy || echo copy-out)
+	snap=$(echo stop-copy copy-out cow | cut -d' ' -f$((RANDOM % 3 + 1)))
 	mode=$(echo write writev uring | cut -d' ' -f$((RANDOM % 3 + 1)))
 	start_tx tx --workload "synth:size=24M,seed=$t,rate=$rate" --epoch-ms $((RANDOM % 30 + 5)) \
 		--channels "$chans" --snapshot "$snap" --tcp-mode "$mode" --heartbeat-ms 50 \

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The `cow` snapshot strategy: the pause is only the harvest. The pages of
+ * the epoch are write-protected (userfaultfd, synchronous WP) while the
+ * workload is paused, the workload resumes, and the pages are sent from
+ * the live region. A write to a page not yet sent faults; the fault
+ * handler copies the page aside first, then lets the write through. So
+ * what is sent for epoch e is exactly memory at the instant of e's pause:
+ * either the untouched live page or its copy set aside before the first
+ * write after the pause.
+ *
+ * Page states (per page, under the cow lock):
+ *   idle -> armed (protected, unsent) -> sending (claimed by the sender:
+ *   it stays protected until the kernel has the bytes) -> idle
+ *   armed -> copied (a writer faulted first: the sender sends the copy)
+ *
+ * The protection uses its own userfaultfd, so the dirty tracking must not
+ * use one on the same memory (wp-async/wp-sync): the workload's own
+ * tracking, scan or full.
+ */
+#ifndef FTR_COW_H
+#define FTR_COW_H
+
+#include <stdint.h>
+
+#include "checkpoint/workload.h"
+
+struct ftr_cow;
+
+/* Registers the regions for write-protect faults and starts the handler
+ * thread. pool_pages bounds the pages one epoch can set aside (the epoch's
+ * page limit). Returns 0 or -errno with err. */
+int ftr_cow_create(const struct ftr_region *regs, uint32_t nregions, uint32_t page_size,
+		   uint64_t pool_pages, struct ftr_cow **out, char *err, size_t errlen);
+/* Stops the handler, unprotects everything, unregisters, frees. */
+void ftr_cow_destroy(struct ftr_cow *c);
+
+/* With the workload paused: protects every page set in maps and marks it
+ * unsent. Returns 0 or -errno. */
+int ftr_cow_arm(struct ftr_cow *c, uint64_t *const *maps);
+/* Before sending a page: where to send it from (the live page, now claimed,
+ * or the copy a writer caused). */
+const void *ftr_cow_claim(struct ftr_cow *c, uint32_t region, uint64_t page);
+/* The claimed pages have been handed to the kernel: unprotect them (any
+ * writer waiting on them continues). */
+void ftr_cow_release(struct ftr_cow *c);
+/* End of the epoch: releases what is left and resets the copy pool. */
+void ftr_cow_finish(struct ftr_cow *c);
+
+/* Pages copied aside and write faults handled, since create. */
+void ftr_cow_stats(struct ftr_cow *c, uint64_t *copied, uint64_t *faults);
+
+#endif
