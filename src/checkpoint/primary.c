@@ -996,6 +996,9 @@ static int initial_sync(struct ftr_primary *p)
 		return ret;
 	if (p->wl->ops->epoch_cut)
 		p->wl->ops->epoch_cut(p->wl, 0);
+	/* From the instant the workload resumes, epoch 1 accumulates: it must
+	 * already be bounded by staging, or it could outgrow the slots. */
+	p->wl->ops->set_dirty_limits(p->wl, p->hard * 3 / 4, p->hard);
 	ret = send_epoch_paused(p, t0, n, &pause_ns, false);
 	if (ret)
 		return ret;
@@ -1073,6 +1076,15 @@ static int run_epochs(struct ftr_primary *p)
 		if (n < 0) {
 			p->wl->ops->resume(p->wl);
 			return (int)n;
+		}
+		if ((uint64_t)n > p->hard && p->o.dirty != FTR_DIRTY_FULL) {
+			/* An epoch must fit staging whole; sending it would wait for
+			 * credits that only its own commit can free. */
+			p->wl->ops->resume(p->wl);
+			pr_fail(p, "epoch %" PRIu64 " has %" PRId64 " dirty pages, the standby's staging "
+				"holds %" PRIu64 "; the workload did not respect its dirty limit", e, n,
+				p->hard);
+			return -EOVERFLOW;
 		}
 		if (p->wl->ops->epoch_cut)
 			p->wl->ops->epoch_cut(p->wl, e);

@@ -2,7 +2,7 @@
 # Kill the sender with SIGKILL at random moments. After promotion the
 # committed image must pass the oracle and its epoch must be at least the
 # last epoch the sender was seen to have acked.
-#   crash.sh TRIALS
+#   crash.sh TRIALS      (FTR_SNAPSHOT=cow|... forces the snapshot strategy)
 . "$(dirname "$0")/lib.sh"
 
 TRIALS=${1:-10}
@@ -17,6 +17,7 @@ for t in $(seq 1 "$TRIALS"); do
 	rate=$(( (RANDOM % 3) * 30000 ))      # 0 = as fast as possible
 	chans=$(( RANDOM % 3 + 1 ))
 	snap=$(echo stop-copy copy-out cow | cut -d' ' -f$((RANDOM % 3 + 1)))
+	snap=${FTR_SNAPSHOT:-$snap}
 	mode=$(echo write writev uring | cut -d' ' -f$((RANDOM % 3 + 1)))
 	start_tx tx --workload "synth:size=24M,seed=$t,rate=$rate" --epoch-ms $((RANDOM % 30 + 5)) \
 		--channels "$chans" --snapshot "$snap" --tcp-mode "$mode" --heartbeat-ms 50 \

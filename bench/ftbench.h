@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ftbench internals: the harness every mode runs in, the pieces modes share
+ * (one replication run, baselines, network namespaces, child processes,
+ * gnuplot) and the mode table.
+ *
+ * Adding a mode: write bench/mode_NAME.c with a `const struct ftb_mode`
+ * (see struct ftb_mode below), declare it here and list it in ftb_modes[]
+ * in ftbench.c. The harness gives it warm-up runs, --runs, the statistics,
+ * --json with every raw sample and --plot; the mode only says which groups
+ * (e.g. links) and variants (e.g. tcp modes) exist and how to run one.
+ *
+ * Conventions as in the library: int returns 0 or -errno; err/errlen gets
+ * one line saying what failed.
+ */
+#ifndef FTBENCH_H
+#define FTBENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define FTB_MAX_RUNS 50
+#define FTB_MAX_WARMUP 5
+#define FTB_MAX_GROUPS 8
+#define FTB_MAX_VARIANTS 8
+#define FTB_MAX_METRICS 16
+
+/* ---- the command line (shared by every mode) ------------------------------ */
+
+struct ftb_opts {
+	uint64_t size;			/* bytes; 0 = the mode's default */
+	unsigned runs;			/* 0 = the mode's default */
+	unsigned warmup;		/* unrecorded runs per case before the measured ones */
+	unsigned epochs;		/* --transports: epochs after the initial sync */
+	const char *variants[FTB_MAX_VARIANTS]; /* --modes: tcp modes */
+	unsigned nvariants;		/* 0 = the mode's default */
+	double dup_share;		/* --dup-share as a fraction 0 .. 0.99; < 0: not given */
+	uint64_t link_bps[FTB_MAX_GROUPS]; /* --link-rate: tbf rates, 0 = unshaped veth */
+	unsigned nlinks;
+	bool links_set;			/* --link-rate was given */
+	bool no_loopback;
+	bool cold_standby;		/* a fresh standby per run (cache populated during it) */
+	bool no_iperf;
+	bool json;
+	const char *plot;		/* --plot FILE.png|FILE.svg, NULL = none */
+};
+
+/* ---- the harness ------------------------------------------------------------ */
+
+/* One number measured per run. */
+struct ftb_metric {
+	const char *key;	/* JSON key and column id, e.g. "seconds" */
+	const char *unit;	/* "s", "GB/s", "" for counts */
+};
+
+struct ftb_stats {
+	unsigned n;
+	double median, min, max, mean, std; /* std: sample standard deviation (n - 1) */
+};
+
+struct ftb_series {
+	unsigned n;
+	double v[FTB_MAX_RUNS];
+};
+
+/* A group is what a set of variants is compared on (a link); its info
+ * object holds the group's description and baselines for --json. */
+struct ftb_group {
+	char name[32];
+	json_t *info;
+	bool skipped;		/* group_begin said it cannot run here */
+	char skip_reason[160];
+};
+
+struct ftb_case {
+	struct ftb_series m[FTB_MAX_METRICS];	  /* measured runs */
+	struct ftb_series warm[FTB_MAX_METRICS];  /* warm-up runs (JSON only) */
+};
+
+struct ftb_mode;
+
+struct ftb_ctx {
+	const struct ftb_mode *mode;
+	struct ftb_opts o;		/* mode defaults applied */
+	struct ftb_group groups[FTB_MAX_GROUPS];
+	unsigned ngroups;
+	const char *variants[FTB_MAX_VARIANTS];
+	unsigned nvariants;
+	struct ftb_case cases[FTB_MAX_GROUPS][FTB_MAX_VARIANTS];
+	FILE *out;			/* the human report: stdout, stderr under --json */
+	json_t *config;			/* mode-specific settings for --json */
+	json_t *baselines;		/* whole-run baselines (memcpy, ...) */
+	json_t *summary;		/* the mode's conclusions for --json */
+	double memcpy_gbps;
+	void *priv;			/* the mode's own state */
+};
+
+/*
+ * A mode. The harness calls, in order: prepare; for each group:
+ * group_begin, warm-up and measured runs (within one round the variants run
+ * in alternating order, ABBA, so drift does not favour one), group_end;
+ * then report, plot, finish. Only run is mandatory.
+ */
+struct ftb_mode {
+	const char *name;	/* the option without "--", e.g. "writev-vs-write" */
+	const char *summary;	/* --help text, may hold newlines */
+	const char *example;	/* a runnable command line */
+	const char *duration;	/* how long the example takes */
+	const char *default_variants;	/* comma list; NULL = the mode has none */
+	uint64_t default_size;
+	unsigned default_runs;
+	const struct ftb_metric *metrics;
+	unsigned nmetrics;
+	/* Fills ctx->groups/ngroups (and may check options). Returns 0 or -errno;
+	 * -EINVAL is a usage error. */
+	int (*prepare)(struct ftb_ctx *c, char *err, size_t errlen);
+	/* Sets the group up (a link, its shaping, its baseline). -EOPNOTSUPP
+	 * skips the group with err as the reason; other errors end the bench. */
+	int (*group_begin)(struct ftb_ctx *c, unsigned g, char *err, size_t errlen);
+	/* One run: fills metrics[0 .. nmetrics). */
+	int (*run)(struct ftb_ctx *c, unsigned g, unsigned v, double *metrics, char *err,
+		   size_t errlen);
+	void (*group_end)(struct ftb_ctx *c, unsigned g);
+	/* Prints the tables to c->out and fills c->summary. */
+	void (*report)(struct ftb_ctx *c);
+	/* Writes the data and the gnuplot commands (after the terminal and
+	 * output lines). NULL: the mode has no picture. */
+	int (*plot)(struct ftb_ctx *c, FILE *script, const char *datafile, FILE *data);
+	void (*finish)(struct ftb_ctx *c);
+};
+
+/* Runs a mode from start to end. Returns the exit status (0, 1, 2). */
+int ftb_run_mode(const struct ftb_mode *m, const struct ftb_opts *o);
+
+void ftb_stats_of(const struct ftb_series *s, struct ftb_stats *out);
+/* Stats of metric k of case (g, v). */
+void ftb_case_stats(const struct ftb_ctx *c, unsigned g, unsigned v, unsigned k,
+		    struct ftb_stats *out);
+/* Progress lines on stderr. */
+void ftb_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- child processes, commands, cleanup (sys.c) ----------------------------- */
+
+/*
+ * Process-wide cleanup: every child ftbench forks and every network
+ * namespace it creates is registered; SIGINT, SIGTERM, SIGHUP and exit()
+ * kill the children and remove the namespaces (which takes their veth
+ * pair and qdiscs with them). Call once from main.
+ */
+void ftb_cleanup_install(void);
+/* Registers/unregisters a namespace path (/var/run/netns/NAME) to remove. */
+void ftb_cleanup_add_netns(const char *path);
+void ftb_cleanup_del_netns(const char *path);
+/* Removes a named namespace the way `ip netns del` does (async-signal-safe). */
+int ftb_netns_remove(const char *path);
+
+/* fork() for ftbench's children: in the child, the default signal
+ * dispositions, death with the parent (PR_SET_PDEATHSIG) and, when ns_fd >=
+ * 0, the network namespace ns_fd. The parent tracks the pid until
+ * ftb_wait(). Returns the pid (0 in the child) or -errno. */
+pid_t ftb_fork(int ns_fd);
+/* waitpid() for a tracked child, with a timeout (-1 = none); kills it with
+ * SIGKILL when the timeout runs out. Returns the raw status or -errno
+ * (-ETIMEDOUT after the kill). */
+int ftb_wait(pid_t pid, int timeout_ms);
+void ftb_kill(pid_t pid);
+
+/* Runs argv (PATH lookup) in network namespace ns_fd (-1 = this one) and
+ * waits up to timeout_ms. out (may be NULL) gets stdout, NUL-terminated,
+ * and stderr is appended when merge_stderr. Returns the exit status (0 ..
+ * 255), 127 when argv[0] cannot run, or -errno/-ETIMEDOUT. */
+int ftb_run_cmd(const char *const argv[], int ns_fd, char *out, size_t outlen,
+		bool merge_stderr, int timeout_ms);
+/* Like ftb_run_cmd without output; 0 only on exit status 0. err gets the
+ * command and its message otherwise. */
+int ftb_cmd(char *err, size_t errlen, const char *const argv[]);
+/* True when argv0 is found on PATH. */
+bool ftb_have_program(const char *argv0);
+
+uint64_t ftb_now_ns(void);
+uint64_t ftb_clock_ns(int clockid);
+
+/* ---- network namespaces (netns.c) ------------------------------------------- */
+
+#define FTB_TX_IP "192.168.250.1"
+#define FTB_RX_IP "192.168.250.2"
+#define FTB_NETNS_PREFIX "ftb-"
+
+/* A veth pair between two namespaces, ftb-<pid>-tx (sender side, device
+ * ftb-tx) and ftb-<pid>-rx (receiver side, device ftb-rx); the sender's
+ * egress is shaped with tbf. */
+struct ftb_link {
+	bool up;
+	char ns_name[2][32];	/* [0] sender, [1] receiver */
+	char ns_path[2][64];
+	int ns_fd[2];
+	uint64_t rate_bps;	/* shaping in force, 0 = none */
+	char qdisc[128];	/* the tc arguments in force, for reports */
+};
+
+/* Creates the namespaces and the veth pair (needs root; -EPERM without). */
+int ftb_link_create(struct ftb_link *l, char *err, size_t errlen);
+/* Shapes the sender's egress with tbf at rate_bps (0: removes the qdisc). */
+int ftb_link_shape(struct ftb_link *l, uint64_t rate_bps, char *err, size_t errlen);
+void ftb_link_destroy(struct ftb_link *l);
+/* Removes ftb-<pid>-* namespaces whose ftbench process is gone. Returns
+ * how many were removed. */
+int ftb_link_clean_stale(void);
+/* "1g", "10g", "250m", "unshaped" (bits per second, decimal). 0 or -EINVAL. */
+int ftb_parse_rate(const char *s, uint64_t *bps);
+/* "1g", "2.5g", "100m", "unshaped". */
+const char *ftb_rate_name(uint64_t bps, char *buf, size_t len);
+
+/* ---- baselines (baseline.c) ---------------------------------------------------- */
+
+struct ftb_tcp_ref {
+	char tool[16];		/* "iperf3" or "bulk-stream" */
+	double gbit_s;		/* received goodput, Gbit/s (1e9 bits) */
+	double seconds;
+	uint64_t retransmits;	/* iperf3 only */
+};
+
+/* TCP goodput from tx_ns to rx_ns (both -1: loopback) towards rx_ip.
+ * iperf3 when installed and !no_iperf, else ftbench's own bulk stream
+ * (loopback only). Returns 0 or -errno. */
+int ftb_tcp_reference(int tx_ns, int rx_ns, const char *rx_ip, double seconds, bool no_iperf,
+		      struct ftb_tcp_ref *out, char *err, size_t errlen);
+/* memcpy of 4 KiB pages, GB/s (1e9 bytes), best of a few passes. */
+double ftb_memcpy_gbps(void);
+/* The machine description for --json (a new object). */
+json_t *ftb_machine_json(void);
+
+/* ---- one replication run through the real library (replicate.c) -------------- */
+
+enum ftb_measure {
+	FTB_MEASURE_SYNC,	/* the initial sync: every page once, until its ACK */
+	FTB_MEASURE_EPOCHS,	/* --dirty full epochs after the initial sync */
+};
+
+struct ftb_repl_cfg {
+	uint64_t size;
+	const char *tcp_mode;
+	enum ftb_measure measure;
+	unsigned epochs;	/* FTB_MEASURE_EPOCHS */
+	double dup_share;	/* FTB_MEASURE_SYNC: share of fill pages */
+	int tx_ns, rx_ns;	/* namespace fds for each side, -1 = this one */
+	const char *rx_ip;	/* the standby listens here */
+};
+
+struct ftb_repl_res {
+	double seconds;		/* SYNC: connect to ACK(0); EPOCHS: sync end to last ACK */
+	uint64_t pages;		/* page payloads sent in the measured part */
+	uint64_t fill_pages;	/* pages sent as fill records (16 bytes each) */
+	uint64_t resent;	/* SYNC: pages sent twice (written during the sync) */
+	uint64_t tx_syscalls;	/* data-channel send calls in the measured part */
+	uint64_t rx_syscalls;
+	double tx_cpu_s;	/* the sending (engine) thread */
+	double tx_proc_cpu_s;	/* the whole primary process but ftbench's monitor */
+	double rx_cpu_s;	/* the standby process */
+};
+
+/* A standby child that outlives runs: each run is a new session on it
+ * (after the previous one ended with BYE), so its cache is already
+ * populated when a run starts. */
+struct ftb_standby_proc {
+	pid_t pid;
+	int cmd_fd, rep_fd;	/* sample requests and answers */
+	uint16_t port;
+};
+
+/* Starts a standby child for cfg (size, measure, rx_ns, rx_ip). */
+int ftb_standby_spawn(const struct ftb_repl_cfg *cfg, struct ftb_standby_proc *sp, char *err,
+		      size_t errlen);
+/* Stops it (EOF on its command pipe) and reaps it. */
+void ftb_standby_end(struct ftb_standby_proc *sp);
+
+/* One run. sp NULL: a fresh standby child for this run only (its cache is
+ * populated during the run, as on a migration's destination). */
+int ftb_replicate(const struct ftb_repl_cfg *cfg, struct ftb_standby_proc *sp,
+		  struct ftb_repl_res *res, char *err, size_t errlen);
+/* How a region of `size` splits at `share` fill pages: fill + distinct = N. */
+void ftb_region_split(uint64_t size, double share, uint64_t *distinct, uint64_t *fill);
+
+/* ---- gnuplot (plot.c) ------------------------------------------------------------ */
+
+/* Writes c's picture to path (.png or .svg) through gnuplot. */
+int ftb_plot(struct ftb_ctx *c, const char *path, char *err, size_t errlen);
+
+/* ---- the modes ----------------------------------------------------------------------- */
+
+extern const struct ftb_mode ftb_mode_transports;
+extern const struct ftb_mode ftb_mode_writev_vs_write;
+
+#endif
