@@ -254,7 +254,8 @@ int ftb_run_mode(const struct ftb_mode *m, const struct ftb_opts *o)
 		ret = m->group_begin ? m->group_begin(c, g, err, sizeof(err)) : 0;
 		if (ret == -EOPNOTSUPP) {
 			gr->skipped = true;
-			snprintf(gr->skip_reason, sizeof(gr->skip_reason), "%s", err);
+			snprintf(gr->skip_reason, sizeof(gr->skip_reason), "%.*s",
+				 (int)sizeof(gr->skip_reason) - 1, err);
 			ftb_note("%s skipped: %s", gr->name, err);
 			continue;
 		}
