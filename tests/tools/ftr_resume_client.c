@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,7 @@ int main(int argc, char **argv)
 		{ "size", required_argument, NULL, 'z' },
 		{ "writes", required_argument, NULL, 'w' },
 		{ "expect-k", required_argument, NULL, 'k' },
+		{ "touch-slowly", no_argument, NULL, 't' },
 		{ 0 },
 	};
 	const char *sock = NULL, *mode = "shared";
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
 	char err[256];
 	void *base;
 	int opt, fcsock = -1;
+	bool slowly = false;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -151,6 +154,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			expect_k = strtoull(optarg, NULL, 0);
+			break;
+		case 't':
+			slowly = true;
 			break;
 		default:
 			die("usage: ftr-resume-client --sock PATH --mode shared|anon|firecracker");
@@ -171,8 +177,21 @@ int main(int argc, char **argv)
 
 		if (strcmp(mode, "anon") && strcmp(mode, "shared"))
 			die("unknown mode %s", mode);
+		o.no_background = slowly;
 		if (ftr_resume_connect(sock, &o, &r, err, sizeof(err)))
 			die("%s", err);
+		if (slowly) {
+			/* Liveness: fault one page every millisecond, forever. When
+			 * the server goes away the library must end this process
+			 * with SIGBUS, never leave it hanging in a fault. */
+			volatile uint8_t *m = r->regions[0].base;
+
+			printf("touching\n");
+			for (uint64_t i = 0;; i = (i + 1) % (r->regions[0].size / 4096)) {
+				(void)m[i * 4096];
+				usleep(1000);
+			}
+		}
 		base = r->regions[0].base;
 		size = r->regions[0].size;
 		printf("epoch %" PRIu64 "\n", r->epoch);
