@@ -98,6 +98,10 @@ struct ftr_resume_opts {
 	enum ftr_resume_mode mode;
 	bool no_background;	/* only faults make pages resident */
 	int timeout_ms;		/* per request; 0 = 10000 */
+	/* Where to map each region; 0 = anywhere. A workload whose memory
+	 * holds pointers maps its regions back at the addresses they had on
+	 * the primary (MAP_FIXED_NOREPLACE: an occupied range is an error). */
+	uint64_t addrs[FTR_WIRE_MAX_REGIONS];
 	/* Called from the client's monitor thread when the server is lost
 	 * while regions are mapped. NULL: raise SIGBUS in the process. */
 	void (*on_lost)(void *arg);

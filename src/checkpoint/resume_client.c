@@ -353,14 +353,24 @@ int ftr_resume_connect(const char *path, const struct ftr_resume_opts *o,
 	for (uint32_t i = 0; i < s->pub.nregions; i++) {
 		uint64_t off = (uint64_t)json_integer_value(json_object_get(json_array_get(regs, i),
 									    "offset"));
-		void *p = shared ? mmap(NULL, s->pub.regions[i].size, PROT_READ | PROT_WRITE,
-					MAP_PRIVATE, s->memfd, (off_t)off)
-				 : mmap(NULL, s->pub.regions[i].size, PROT_READ | PROT_WRITE,
-					MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		void *want = (void *)(uintptr_t)o->addrs[i];
+		int fixed = want ? MAP_FIXED_NOREPLACE : 0;
+		void *p = shared ? mmap(want, s->pub.regions[i].size, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | fixed, s->memfd, (off_t)off)
+				 : mmap(want, s->pub.regions[i].size, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | fixed, -1, 0);
 
 		if (p == MAP_FAILED) {
 			ret = -errno;
-			snprintf(err, errlen, "mapping region %u: %s", i, strerror(errno));
+			snprintf(err, errlen, "mapping region %u%s: %s", i,
+				 want ? " at its original address" : "", strerror(errno));
+			goto fail;
+		}
+		if (want && p != want) {
+			/* Kernels before 4.17 ignore MAP_FIXED_NOREPLACE. */
+			munmap(p, s->pub.regions[i].size);
+			ret = -EEXIST;
+			snprintf(err, errlen, "region %u: address %p is taken", i, want);
 			goto fail;
 		}
 		s->pub.regions[i].base = p;

@@ -52,7 +52,10 @@ if [ -n "$RETRY" ]; then
 	k1=$(awk '/^resumed-k/ {print $2}' "$WORK/client1.log")
 	say "first client killed mid-way (it resumed at k=$k1 and kept writing)"
 fi
-"$CLIENT" --sock "$WORK/resume.sock" --mode "$MODE" \
+AT=()
+# Anonymous mode maps the region back at a fixed ("original") address.
+[ "$MODE" = anon ] && AT=(--at 0x7e5500000000)
+"$CLIENT" --sock "$WORK/resume.sock" --mode "$MODE" "${AT[@]}" \
 	--size "$SIZE" --writes 20000 >"$WORK/client.log" 2>&1 || fail "resumed client failed: $(cat "$WORK/client.log")"
 if [ -n "$RETRY" ]; then
 	k2=$(awk '/^resumed-k/ {print $2}' "$WORK/client.log")

@@ -125,6 +125,7 @@ int main(int argc, char **argv)
 		{ "writes", required_argument, NULL, 'w' },
 		{ "expect-k", required_argument, NULL, 'k' },
 		{ "touch-slowly", no_argument, NULL, 't' },
+		{ "at", required_argument, NULL, 'a' },
 		{ 0 },
 	};
 	const char *sock = NULL, *mode = "shared";
@@ -136,6 +137,7 @@ int main(int argc, char **argv)
 	void *base;
 	int opt, fcsock = -1;
 	bool slowly = false;
+	uint64_t at = 0;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -158,6 +160,9 @@ int main(int argc, char **argv)
 		case 't':
 			slowly = true;
 			break;
+		case 'a':
+			at = strtoull(optarg, NULL, 0);
+			break;
 		default:
 			die("usage: ftr-resume-client --sock PATH --mode shared|anon|firecracker");
 		}
@@ -178,6 +183,7 @@ int main(int argc, char **argv)
 		if (strcmp(mode, "anon") && strcmp(mode, "shared"))
 			die("unknown mode %s", mode);
 		o.no_background = slowly;
+		o.addrs[0] = at;
 		if (ftr_resume_connect(sock, &o, &r, err, sizeof(err)))
 			die("%s", err);
 		if (slowly) {
@@ -194,6 +200,8 @@ int main(int argc, char **argv)
 		}
 		base = r->regions[0].base;
 		size = r->regions[0].size;
+		if (at && (uint64_t)(uintptr_t)base != at)
+			die("region mapped at %p, asked for 0x%" PRIx64, base, at);
 		printf("epoch %" PRIu64 "\n", r->epoch);
 	}
 	/* First touch: the control page, served through the fault server. */
