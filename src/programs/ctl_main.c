@@ -39,6 +39,7 @@ struct ctl_opts {
 	char **args;
 	int nargs;
 	json_t *raw;	/* raw: the parsed request */
+	const char *exec; /* promote --exec CMD */
 };
 
 static void usage(void)
@@ -51,7 +52,9 @@ static void usage(void)
 	       "Commands (need --control PATH):\n"
 	       "  status                  state, epochs, addresses\n"
 	       "  stats                   counters and latencies\n"
-	       "  promote                 standby: take over now with the committed epoch\n"
+	       "  promote [--exec CMD]    standby: take over now with the committed epoch; with\n"
+	       "                          --exec, the receiver then runs CMD (/bin/sh -c) with\n"
+	       "                          FTREPL_RESUME_SOCK and FTREPL_EPOCH set\n"
 	       "  stop                    primary: cut a final epoch and stop\n"
 	       "  dump FILE               standby: write the committed image to FILE\n"
 	       "  verify [--spec SPEC]    standby: check the committed image with the oracle\n"
@@ -211,7 +214,12 @@ static char *absolute_path(const char *file)
 
 static int cmd_simple(const struct ctl_opts *o)
 {
-	json_t *reply = request(o, new_request(o->cmd), false);
+	json_t *req = new_request(o->cmd);
+	json_t *reply;
+
+	if (o->exec && json_object_set_new(req, "exec", json_string(o->exec)))
+		prog_usage_error("--exec: the command must be UTF-8");
+	reply = request(o, req, false);
 
 	print_reply(o, reply);
 	json_decref(reply);
@@ -329,12 +337,13 @@ static int cmd_verify_file(const struct ctl_opts *o)
 
 static void parse_options(int argc, char **argv, struct ctl_opts *o)
 {
-	enum { O_CONTROL = 256, O_TIMEOUT, O_JSON, O_SPEC };
+	enum { O_CONTROL = 256, O_TIMEOUT, O_JSON, O_SPEC, O_EXEC };
 	static const struct option longopts[] = {
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "spec", required_argument, NULL, O_SPEC },
+		{ "exec", required_argument, NULL, O_EXEC },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "probe", no_argument, NULL, 'P' },
@@ -357,6 +366,9 @@ static void parse_options(int argc, char **argv, struct ctl_opts *o)
 			break;
 		case O_SPEC:
 			o->spec = optarg;
+			break;
+		case O_EXEC:
+			o->exec = optarg;
 			break;
 		case 'h':
 			usage();
@@ -419,6 +431,8 @@ static int run(struct ctl_opts *o)
 	}
 	if (o->spec && !verify)
 		prog_usage_error("--spec is for verify only");
+	if (o->exec && strcmp(o->cmd, "promote"))
+		prog_usage_error("--exec is for promote only");
 	if (verify && o->nargs && o->control)
 		prog_usage_error("verify FILE checks a local file: drop --control, or drop FILE "
 				 "to verify the daemon's image");

@@ -82,6 +82,7 @@ struct rx {
 	struct ftr_resume_server *rs;
 	const char *resume_sock;
 	const char *on_promote;
+	char *exec_cmd;		/* ftreplctl promote --exec */
 	uint64_t synth_writes;	/* --resume-synth */
 	bool promoted_seen;
 	_Atomic pid_t child;	/* --on-promote command (set by the watcher) */
@@ -441,8 +442,23 @@ static json_t *handle(void *arg, const char *cmd, json_t *req, char **errmsg)
 	if (!strcmp(cmd, "stats"))
 		return stats_json(rx);
 	if (!strcmp(cmd, "promote")) {
-		int ret = ftr_standby_promote(sb, "ftreplctl promote");
+		json_t *ex = json_object_get(req, "exec");
 		struct ftr_standby_status st;
+		int ret;
+
+		if (ex && (!json_is_string(ex) || !json_string_length(ex))) {
+			*errmsg = ftr_ctl_errorf("promote: \"exec\" must be a non-empty string");
+			return NULL;
+		}
+		ftr_standby_get_status(sb, &st);
+		if (ex && st.state != FTR_STATE_PROMOTED && st.state != FTR_STATE_RESUMING &&
+		    st.committed != FTR_EPOCH_NONE) {
+			/* Set before promoting: the watcher starts it on promotion. */
+			free(rx->exec_cmd);
+			rx->exec_cmd = strdup(json_string_value(ex));
+			rx->on_promote = rx->exec_cmd;
+		}
+		ret = ftr_standby_promote(sb, "ftreplctl promote");
 
 		if (ret == -ENODATA) {
 			*errmsg = ftr_ctl_errorf("promote: no epoch committed yet; there is no "
