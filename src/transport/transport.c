@@ -29,7 +29,7 @@
 static const struct ftr_transport_ops *const ftr_registry[] = {
 	&ftr_tcp_transport,
 #ifdef FTREPL_HAVE_RDMA
-	/* The rdma backend registers here: &ftr_rdma_transport, */
+	&ftr_rdma_transport,
 #endif
 };
 

@@ -89,5 +89,8 @@ void ftr_chan_fini(struct ftr_chan *c);
 const struct ftr_transport_ops *ftr_transport_find(const char *name);
 
 extern const struct ftr_transport_ops ftr_tcp_transport;
+#ifdef FTREPL_HAVE_RDMA
+extern const struct ftr_transport_ops ftr_rdma_transport; /* rdma.c */
+#endif
 
 #endif
