@@ -47,7 +47,8 @@ static void usage(void)
 	       "                          instead of an anonymous memfd\n"
 	       "  --staging SIZE          staging for the epoch in flight (default min(256M, cache));\n"
 	       "                          bounds how many pages one epoch can carry\n"
-	       "  --transport NAME        tcp (default)\n"
+	       "  --transport NAME        tcp (default) or rdma\n"
+	       "  --rdma DEV              RDMA verbs on device DEV (mlx5_0, rxe0): --transport rdma\n"
 	       "  --control PATH          control socket for ftreplctl (JSON lines)\n"
 	       "  --failover-timeout MS   promote after this much silence from the primary (default %d)\n"
 	       "  --heartbeat-ms MS       heartbeat period towards the primary (default %d)\n"
@@ -492,13 +493,14 @@ static json_t *handle(void *arg, const char *cmd, json_t *req, char **errmsg)
 int main(int argc, char **argv)
 {
 	enum { O_CACHE_FILE = 256, O_STAGING, O_TRANSPORT, O_FAILOVER, O_HEARTBEAT, O_STALL,
-	       O_LOG, O_CONTROL, O_RESUME_SOCK, O_ON_PROMOTE, O_RESUME_SYNTH };
+	       O_LOG, O_CONTROL, O_RESUME_SOCK, O_ON_PROMOTE, O_RESUME_SYNTH, O_RDMA };
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "cache", required_argument, NULL, 'c' },
 		{ "cache-file", required_argument, NULL, O_CACHE_FILE },
 		{ "staging", required_argument, NULL, O_STAGING },
 		{ "transport", required_argument, NULL, O_TRANSPORT },
+		{ "rdma", required_argument, NULL, O_RDMA },
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "failover-timeout", required_argument, NULL, O_FAILOVER },
 		{ "heartbeat-ms", required_argument, NULL, O_HEARTBEAT },
@@ -543,6 +545,10 @@ int main(int argc, char **argv)
 			break;
 		case O_TRANSPORT:
 			o.tp.transport = optarg;
+			break;
+		case O_RDMA:
+			o.tp.transport = "rdma";
+			o.tp.device = optarg;
 			break;
 		case O_CONTROL:
 			control = optarg;
