@@ -1,0 +1,736 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Live migration (src/checkpoint/migrate_*.c), source and destination in one
+ * process over loopback TCP, with the synthetic workload:
+ *
+ *   precopy_exact       precopy converges; the destination's image equals the
+ *                       source's final image byte for byte, and no fault happens
+ *   postcopy_exact      pure postcopy (no round), nothing runs on the
+ *                       destination: after completion the image equals the
+ *                       source's final image (MINOR over memfd, and anonymous)
+ *   postcopy_continue   pure postcopy; the destination continues the workload at
+ *                       once: faults pull pages on the urgent channel, the rest
+ *                       is pushed; oracle at the end, and every page the
+ *                       continuation did not write equals the source's final page
+ *   hybrid_continue     rounds that cannot converge, then postcopy (3 data
+ *                       channels, prefault window both ways, anonymous memory)
+ *   hybrid_converge     hybrid that converges: no postcopy left
+ *   explicit_switch     ftr_migrate_src_switch() during a long precopy
+ *   no_converge         precopy only, a workload faster than the link can take:
+ *                       fails naming dirty rate and bandwidth; the workload keeps
+ *                       running at the source
+ *   no_background       postcopy serving faults only; abort ends it
+ *   kernel_tracking     hybrid with the kernel's dirty tracking (auto)
+ *   recovery            postcopy through an in-process proxy that cuts every
+ *                       connection three times: completes, oracle and exact pages
+ *   precopy_cut         a break during precopy aborts on both sides; the workload
+ *                       keeps running at the source
+ *   dst_refuses_layout  an image bigger than the destination's cache: clear error
+ *
+ * Exits 77 (skipped) when userfaultfd cannot be used here.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#include <ftrepl/migrate.h>
+#include <ftrepl/synth.h>
+
+#include "checkpoint/workload.h"
+#include "common/common.h"
+
+#define MIB (1ull << 20)
+
+struct mcase {
+	enum ftr_migrate_mode mode;
+	unsigned rounds;
+	unsigned channels;
+	enum ftr_migrate_mem mem;
+	enum ftr_dirty_mode dirty;
+	uint64_t size;
+	uint64_t rate;		/* source workload writes/s (0 = flat out) */
+	uint64_t pre_writes;	/* writes before the migration starts */
+	uint64_t synth_writes;	/* continuation on the destination (0 = none) */
+	unsigned fwd, bwd;
+	bool no_bg;
+	uint64_t precopy_bw;
+	uint64_t postcopy_bw;
+	unsigned cuts;		/* proxy cuts during postcopy */
+	int switch_after_ms;	/* explicit switch (0 = none) */
+	unsigned downtime_ms;
+};
+
+struct run {
+	struct ftr_workload *wl;
+	struct ftr_synth_spec spec;
+	struct ftr_migrate_dst *dst;
+	struct ftr_migrate_src *src;
+	int src_ret;
+	struct ftr_migrate_status sst, dstst;
+	pthread_t th;
+};
+
+/* ---- an in-process TCP proxy that can cut every connection ------------------------ */
+
+struct relay;
+
+struct proxy {
+	int lfd;
+	uint16_t port, to_port;
+	pthread_t th;
+	atomic_bool stop;
+	pthread_mutex_t lock;
+	struct relay *relays[128];	/* live relays; each closes its own fds */
+	atomic_uint nrelays;
+};
+
+struct relay {
+	struct proxy *p;
+	int a, b;
+	unsigned slot;
+};
+
+/* Each relay owns its two sockets and closes them itself (closing them
+ * from another thread would let a new connection reuse the numbers while
+ * this one still reads them). A cut only shuts them down. */
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	struct proxy *p = r->p;
+	char buf[65536];
+
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = r->a, .events = POLLIN }, { .fd = r->b, .events = POLLIN } };
+
+		if (poll(pf, 2, 200) < 0 || atomic_load(&p->stop))
+			break;
+		for (int i = 0; i < 2; i++) {
+			ssize_t n, off = 0;
+
+			if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(pf[i].fd, buf, sizeof(buf));
+			if (n <= 0)
+				goto out;
+			while (off < n) {
+				ssize_t w = send(pf[1 - i].fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+
+				if (w <= 0)
+					goto out;
+				off += w;
+			}
+		}
+	}
+out:
+	pthread_mutex_lock(&p->lock);
+	p->relays[r->slot] = NULL;
+	pthread_mutex_unlock(&p->lock);
+	shutdown(r->a, SHUT_RDWR);
+	shutdown(r->b, SHUT_RDWR);
+	close(r->a);
+	close(r->b);
+	free(r);
+	atomic_fetch_sub(&p->nrelays, 1);
+	return NULL;
+}
+
+static void *proxy_main(void *arg)
+{
+	struct proxy *p = arg;
+
+	while (!atomic_load(&p->stop)) {
+		struct pollfd pf = { .fd = p->lfd, .events = POLLIN };
+		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(p->to_port),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct relay *r;
+		pthread_t th;
+		int a, b, one = 1;
+		unsigned slot;
+
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		a = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (a < 0)
+			continue;
+		b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (b < 0 || connect(b, (struct sockaddr *)&to, sizeof(to))) {
+			close(a);
+			if (b >= 0)
+				close(b);
+			continue;
+		}
+		setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		r = calloc(1, sizeof(*r));
+		r->p = p;
+		r->a = a;
+		r->b = b;
+		pthread_mutex_lock(&p->lock);
+		for (slot = 0; slot < FTR_ARRAY_SIZE(p->relays) && p->relays[slot]; slot++)
+			;
+		ck_assert_uint_lt(slot, FTR_ARRAY_SIZE(p->relays));
+		r->slot = slot;
+		p->relays[slot] = r;
+		atomic_fetch_add(&p->nrelays, 1);
+		pthread_mutex_unlock(&p->lock);
+		pthread_create(&th, NULL, relay_main, r);
+		pthread_detach(th);
+	}
+	return NULL;
+}
+
+static void proxy_start(struct proxy *p, uint16_t to_port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int one = 1;
+
+	memset(p, 0, sizeof(*p));
+	p->to_port = to_port;
+	pthread_mutex_init(&p->lock, NULL);
+	p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(p->lfd, 0);
+	setsockopt(p->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	ck_assert_int_eq(bind(p->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(p->lfd, 64), 0);
+	getsockname(p->lfd, (struct sockaddr *)&a, &len);
+	p->port = ntohs(a.sin_port);
+	pthread_create(&p->th, NULL, proxy_main, p);
+}
+
+/* Cuts every relayed connection (both ends see EOF). The proxy keeps
+ * accepting: a reconnection goes through. */
+static void proxy_cut(struct proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < FTR_ARRAY_SIZE(p->relays); i++) {
+		if (p->relays[i]) {
+			shutdown(p->relays[i]->a, SHUT_RDWR);
+			shutdown(p->relays[i]->b, SHUT_RDWR);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void proxy_stop(struct proxy *p)
+{
+	atomic_store(&p->stop, true);
+	pthread_join(p->th, NULL);
+	proxy_cut(p);
+	while (atomic_load(&p->nrelays))
+		usleep(10000);
+	close(p->lfd);
+}
+
+/* ---- running one migration ---------------------------------------------------------- */
+
+static void *src_thread(void *arg)
+{
+	struct run *r = arg;
+
+	r->src_ret = ftr_migrate_src_run(r->src);
+	return NULL;
+}
+
+static void run_start(struct run *r, const struct mcase *mc, uint16_t via_port)
+{
+	struct ftr_migrate_dst_opts dopts = {
+		.listen = "127.0.0.1:0",
+		.cache_size = 512 * MIB,
+		.mem = mc->mem,
+		.prefault_forward = mc->fwd,
+		.prefault_backward = mc->bwd,
+		.resume_synth = mc->synth_writes > 0,
+		.synth_writes = mc->synth_writes,
+		.timeout_ms = 3000,
+		.recover_timeout_ms = 20000,
+	};
+	struct ftr_migrate_src_opts sopts = {
+		.mode = mc->mode,
+		.max_rounds = mc->rounds,
+		.nchannels = mc->channels,
+		.dirty = mc->dirty,
+		.no_background = mc->no_bg,
+		.precopy_bw = mc->precopy_bw,
+		.postcopy_bw = mc->postcopy_bw,
+		.target_downtime_ms = mc->downtime_ms,
+		.timeout_ms = 3000,
+		.recover_timeout_ms = 20000,
+	};
+	char err[256], addr[64];
+
+	memset(r, 0, sizeof(*r));
+	r->spec = (struct ftr_synth_spec){ .size = mc->size, .seed = 77, .rate = mc->rate };
+	ck_assert_int_eq(ftr_synth_workload_create(&r->spec, &r->wl), 0);
+	if (mc->pre_writes)
+		ck_assert_int_eq(ftr_synth_workload_advance(r->wl, mc->pre_writes), 0);
+	ck_assert_msg(ftr_migrate_dst_create(&dopts, &r->dst, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(ftr_migrate_dst_start(r->dst), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u",
+		 via_port ? via_port : ftr_migrate_dst_port(r->dst));
+	sopts.connect = addr;
+	ck_assert_int_eq(ftr_migrate_src_create(&sopts, r->wl, &r->src), 0);
+	ck_assert_int_eq(pthread_create(&r->th, NULL, src_thread, r), 0);
+}
+
+static void run_join(struct run *r)
+{
+	pthread_join(r->th, NULL);
+	ftr_migrate_src_get_status(r->src, &r->sst);
+}
+
+static void run_free(struct run *r)
+{
+	ftr_migrate_src_destroy(r->src);
+	ftr_migrate_dst_destroy(r->dst);
+	ftr_workload_destroy(r->wl);
+}
+
+static void print_status(const char *name, const struct ftr_migrate_status *st)
+{
+	char buf[2048];
+
+	ftr_migrate_status_json(st, buf, sizeof(buf));
+	fprintf(stderr, "%s: %s\n", name, buf);
+}
+
+/* The source's final image: k and page p. */
+static uint64_t src_k(struct run *r)
+{
+	return ((const uint64_t *)r->wl->regions[0].base)[1];
+}
+
+static const uint8_t *src_page(struct run *r, uint64_t p)
+{
+	return (const uint8_t *)r->wl->regions[0].base + p * FTR_SYNTH_PAGE;
+}
+
+/* Completes the destination side and checks it: exact equality with the
+ * source's final image where the continuation did not write, oracle. */
+static void check_result(struct run *r, const struct mcase *mc)
+{
+	struct ftr_migrate_image img;
+	struct ftr_synth_verdict v;
+	uint64_t k = src_k(r), npages = mc->size / FTR_SYNTH_PAGE, differ = 0;
+	uint64_t *written = calloc(ftr_bitmap_words(npages), 8);
+	int ph;
+
+	ck_assert_msg(r->src_ret == 0, "source failed: %s", ftr_migrate_src_error(r->src));
+	ck_assert_int_eq(r->sst.phase, FTR_MIG_COMPLETED);
+	ck_assert_int_eq(r->sst.state, FTR_STATE_COMPLETED);
+	ph = ftr_migrate_dst_wait(r->dst, 1u << FTR_MIG_COMPLETED | 1u << FTR_MIG_FAILED, 30000);
+	ck_assert_msg(ph == FTR_MIG_COMPLETED, "destination: phase %d: %s", ph,
+		      ftr_migrate_dst_error(r->dst));
+	if (mc->synth_writes)
+		ck_assert_int_eq(ftr_migrate_dst_synth_wait(r->dst, 60000), 0);
+	ftr_migrate_dst_get_status(r->dst, &r->dstst);
+	ck_assert_int_eq(r->dstst.pages_left, 0);
+	ck_assert_uint_eq(r->sst.workload_writes, k);
+	ck_assert_int_eq(ftr_migrate_dst_image(r->dst, &img), 0);
+	ck_assert_uint_eq(img.regions[0].size, mc->size);
+
+	if (mc->synth_writes) {
+		struct ftr_synth_gen g;
+
+		ftr_synth_gen_seek(&g, &r->spec, k);
+		for (uint64_t i = 0; i < mc->synth_writes; i++)
+			ftr_bit_set(written, ftr_synth_gen_step(&g));
+	}
+	ftr_bit_set(written, 0);	/* the control page's k moves on */
+	for (uint64_t p = 0; p < npages; p++) {
+		if (ftr_bit_test(written, p))
+			continue;
+		if (memcmp((const uint8_t *)img.regions[0].base + p * FTR_SYNTH_PAGE, src_page(r, p),
+			   FTR_SYNTH_PAGE)) {
+			if (!differ)
+				fprintf(stderr, "first differing page %" PRIu64 "\n", p);
+			differ++;
+		}
+	}
+	ck_assert_msg(differ == 0, "%" PRIu64 " pages differ from the source's final image", differ);
+	if (!mc->synth_writes) {
+		/* Nothing ran on the destination: the whole image, control page
+		 * included, is the source's. */
+		ck_assert(memcmp(img.regions[0].base, r->wl->regions[0].base, mc->size) == 0);
+	}
+	ck_assert_int_eq(ftr_migrate_dst_verify(r->dst, &r->spec, &v), 0);
+	ck_assert_msg(v.ok, "oracle: %s", v.msg);
+	ck_assert_uint_eq(v.k, k + mc->synth_writes);
+	free(written);
+}
+
+static void migrate_ok(const char *name, const struct mcase *mc)
+{
+	struct run r;
+
+	run_start(&r, mc, 0);
+	run_join(&r);
+	check_result(&r, mc);
+	print_status(name, &r.sst);
+	print_status(name, &r.dstst);
+	run_free(&r);
+}
+
+/* ---- cases -------------------------------------------------------------------------- */
+
+START_TEST(precopy_exact)
+{
+	struct mcase mc = { .mode = FTR_MIG_PRECOPY, .size = 16 * MIB, .rate = 2000,
+			    .pre_writes = 5000 };
+	struct run r;
+
+	run_start(&r, &mc, 0);
+	run_join(&r);
+	check_result(&r, &mc);
+	ck_assert_uint_eq(r.sst.pushed_pages + r.sst.requested_pages, 0);
+	ck_assert_uint_ge(r.sst.round, 1);
+	ck_assert_uint_eq(r.dstst.faults, 0);
+	print_status("precopy", &r.sst);
+	run_free(&r);
+}
+END_TEST
+
+START_TEST(postcopy_exact)
+{
+	struct mcase mc = { .mode = FTR_MIG_POSTCOPY, .size = 16 * MIB, .rate = 20000,
+			    .pre_writes = 6000, .mem = (enum ftr_migrate_mem)_i };
+	struct run r;
+
+	run_start(&r, &mc, 0);
+	run_join(&r);
+	check_result(&r, &mc);
+	ck_assert_uint_eq(r.sst.round, 0);
+	ck_assert_uint_eq(r.sst.precopy_pages, 0);
+	ck_assert_uint_eq(r.sst.pushed_pages + r.sst.requested_pages, 16 * MIB / 4096);
+	run_free(&r);
+}
+END_TEST
+
+START_TEST(postcopy_continue)
+{
+	struct mcase mc = { .mode = FTR_MIG_POSTCOPY, .size = 32 * MIB, .rate = 0,
+			    .pre_writes = 10000, .synth_writes = 20000, .fwd = 4 };
+	struct run r;
+
+	run_start(&r, &mc, 0);
+	run_join(&r);
+	check_result(&r, &mc);
+	ck_assert_uint_gt(r.dstst.faults, 0);
+	ck_assert_uint_gt(r.sst.fault_reqs, 0);
+	print_status("postcopy", &r.sst);
+	print_status("postcopy-dst", &r.dstst);
+	run_free(&r);
+}
+END_TEST
+
+START_TEST(hybrid_continue)
+{
+	struct mcase mc = { .mode = FTR_MIG_HYBRID, .rounds = 2, .channels = 3,
+			    .mem = FTR_MIG_MEM_ANON, .size = 32 * MIB, .rate = 0,
+			    .pre_writes = 10000, .synth_writes = 20000, .fwd = 8, .bwd = 2,
+			    .precopy_bw = 100 * MIB };
+	struct run r;
+
+	run_start(&r, &mc, 0);
+	run_join(&r);
+	check_result(&r, &mc);
+	ck_assert_uint_eq(r.sst.round, 2);
+	ck_assert_uint_gt(r.sst.precopy_pages, 0);
+	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, 0);
+	print_status("hybrid", &r.sst);
+	print_status("hybrid-dst", &r.dstst);
+	run_free(&r);
+}
+END_TEST
+
+START_TEST(hybrid_converge)
+{
+	struct mcase mc = { .mode = FTR_MIG_HYBRID, .channels = 2, .size = 16 * MIB, .rate = 1000,
+			    .pre_writes = 3000, .synth_writes = 5000 };
+
+	migrate_ok("hybrid-converge", &mc);
+}
+END_TEST
+
+static void *switch_later(void *arg)
+{
+	struct run *r = arg;
+
+	usleep(300000);
+	ck_assert_int_eq(ftr_migrate_src_switch(r->src), 0);
+	return NULL;
+}
+
+START_TEST(explicit_switch)
+{
+	/* A flat-out workload never converges; 1000 rounds would take long:
+	 * the switch call ends precopy. */
+	struct mcase mc = { .mode = FTR_MIG_HYBRID, .rounds = 1000, .size = 16 * MIB, .rate = 0,
+			    .pre_writes = 4000, .synth_writes = 3000, .precopy_bw = 40 * MIB };
+	struct run r;
+	pthread_t th;
+
+	run_start(&r, &mc, 0);
+	pthread_create(&th, NULL, switch_later, &r);
+	pthread_join(th, NULL);
+	run_join(&r);
+	check_result(&r, &mc);
+	ck_assert_uint_lt(r.sst.round, 1000);
+	ck_assert_int_eq(ftr_migrate_src_switch(r.src), -EALREADY);
+	run_free(&r);
+}
+END_TEST
+
+START_TEST(no_converge)
+{
+	struct mcase mc = { .mode = FTR_MIG_PRECOPY, .rounds = 3, .size = 16 * MIB, .rate = 0,
+			    .pre_writes = 4000, .precopy_bw = 40 * MIB };
+	struct run r;
+	uint64_t k0;
+	int ph;
+
+	run_start(&r, &mc, 0);
+	run_join(&r);
+	ck_assert_int_eq(r.src_ret, -EAGAIN);
+	ck_assert_int_eq(r.sst.phase, FTR_MIG_FAILED);
+	ck_assert_msg(strstr(ftr_migrate_src_error(r.src), "did not converge") &&
+		      strstr(ftr_migrate_src_error(r.src), "dirties") &&
+		      strstr(ftr_migrate_src_error(r.src), "link carries"),
+		      "error: %s", ftr_migrate_src_error(r.src));
+	fprintf(stderr, "no_converge: %s\n", ftr_migrate_src_error(r.src));
+	/* The workload keeps running at the source. */
+	k0 = r.wl->ops->progress(r.wl);
+	usleep(50000);
+	ck_assert_uint_gt(r.wl->ops->progress(r.wl), k0);
+	ph = ftr_migrate_dst_wait(r.dst, 1u << FTR_MIG_FAILED, 10000);
+	ck_assert_int_eq(ph, FTR_MIG_FAILED);
+	run_free(&r);
+}
+END_TEST
+
+START_TEST(no_background)
+{
+	struct mcase mc = { .mode = FTR_MIG_POSTCOPY, .size = 16 * MIB, .rate = 0,
+			    .pre_writes = 4000, .synth_writes = 2000, .no_bg = true };
+	struct ftr_migrate_status st;
+	struct run r;
+
+	run_start(&r, &mc, 0);
+	ck_assert_int_eq(ftr_migrate_dst_wait(r.dst, 1u << FTR_MIG_POSTCOPY_RUN, 20000),
+			 FTR_MIG_POSTCOPY_RUN);
+	ck_assert_int_eq(ftr_migrate_dst_synth_wait(r.dst, 60000), 0);
+	ftr_migrate_src_get_status(r.src, &st);
+	ck_assert_uint_eq(st.pushed_pages, 0);
+	ck_assert_uint_gt(st.requested_pages, 0);
+	ck_assert_uint_gt(st.pages_left, 0);
+	ftr_migrate_src_abort(r.src);
+	run_join(&r);
+	ck_assert_int_eq(r.src_ret, -ECANCELED);
+	run_free(&r);
+}
+END_TEST
+
+START_TEST(kernel_tracking)
+{
+	struct mcase mc = { .mode = FTR_MIG_HYBRID, .rounds = 3, .size = 16 * MIB, .rate = 5000,
+			    .pre_writes = 4000, .dirty = FTR_DIRTY_AUTO, .synth_writes = 2000 };
+
+	migrate_ok("kernel-tracking", &mc);
+}
+END_TEST
+
+START_TEST(recovery)
+{
+	/* Postcopy slowed to ~16 MB/s so that it lasts long enough to cut it
+	 * three times; the continuation faults meanwhile. */
+	struct mcase mc = { .mode = FTR_MIG_POSTCOPY, .channels = 2, .size = 32 * MIB, .rate = 0,
+			    .pre_writes = 10000, .synth_writes = 3000, .postcopy_bw = 16 * MIB,
+			    .fwd = 2, .bwd = 1 };
+	struct proxy px;
+	struct run r;
+	struct ftr_migrate_status st;
+
+	r.dst = NULL;
+	{
+		/* The proxy needs the destination's port: start in two steps. */
+		struct ftr_migrate_dst_opts dopts = {
+			.listen = "127.0.0.1:0", .cache_size = 512 * MIB,
+			.prefault_forward = mc.fwd, .prefault_backward = mc.bwd,
+			.resume_synth = true, .synth_writes = mc.synth_writes, .synth_rate = 2000,
+			.timeout_ms = 3000, .recover_timeout_ms = 20000,
+		};
+		struct ftr_migrate_src_opts sopts = {
+			.mode = mc.mode, .nchannels = mc.channels, .postcopy_bw = mc.postcopy_bw,
+			.timeout_ms = 3000, .recover_timeout_ms = 20000,
+		};
+		char err[256], addr[64];
+
+		memset(&r, 0, sizeof(r));
+		r.spec = (struct ftr_synth_spec){ .size = mc.size, .seed = 77 };
+		ck_assert_int_eq(ftr_synth_workload_create(&r.spec, &r.wl), 0);
+		ck_assert_int_eq(ftr_synth_workload_advance(r.wl, mc.pre_writes), 0);
+		ck_assert_msg(ftr_migrate_dst_create(&dopts, &r.dst, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_eq(ftr_migrate_dst_start(r.dst), 0);
+		proxy_start(&px, ftr_migrate_dst_port(r.dst));
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", px.port);
+		sopts.connect = addr;
+		ck_assert_int_eq(ftr_migrate_src_create(&sopts, r.wl, &r.src), 0);
+		ck_assert_int_eq(pthread_create(&r.th, NULL, src_thread, &r), 0);
+	}
+	ck_assert_int_eq(ftr_migrate_dst_wait(r.dst, 1u << FTR_MIG_POSTCOPY_RUN, 20000),
+			 FTR_MIG_POSTCOPY_RUN);
+	for (unsigned i = 0; i < 3; i++) {
+		uint64_t end;
+
+		usleep(250000);
+		ftr_migrate_dst_get_status(r.dst, &st);
+		ck_assert_msg(st.phase == FTR_MIG_POSTCOPY_RUN, "cut %u: phase %s (%s)", i,
+			      ftr_migrate_phase_name(st.phase), st.last_error);
+		proxy_cut(&px);
+		/* Back in postcopy once the source reconnected. */
+		end = ftr_now_ms() + 20000;
+		do {
+			usleep(10000);
+			ftr_migrate_dst_get_status(r.dst, &st);
+		} while (st.recoveries < i + 1 && st.phase != FTR_MIG_FAILED && ftr_now_ms() < end);
+		ck_assert_msg(st.recoveries == i + 1, "cut %u: not recovered (phase %s: %s)", i,
+			      ftr_migrate_phase_name(st.phase), st.last_error);
+	}
+	mc.synth_writes = 3000;
+	run_join(&r);
+	check_result(&r, &mc);
+	ck_assert_uint_eq(r.sst.recoveries, 3);
+	ck_assert_uint_eq(r.dstst.recoveries, 3);
+	print_status("recovery", &r.sst);
+	print_status("recovery-dst", &r.dstst);
+	run_free(&r);
+	proxy_stop(&px);
+}
+END_TEST
+
+START_TEST(precopy_cut)
+{
+	/* A break before the switch ends the migration on both sides; the
+	 * workload goes on at the source. Precopy is capped so that it lasts. */
+	struct ftr_migrate_dst_opts dopts = { .listen = "127.0.0.1:0", .cache_size = 64 * MIB,
+					      .timeout_ms = 3000 };
+	struct ftr_migrate_src_opts sopts = { .mode = FTR_MIG_PRECOPY, .max_rounds = 30,
+					      .precopy_bw = 8 * MIB, .timeout_ms = 3000 };
+	struct ftr_migrate_status st;
+	struct proxy px;
+	struct run r;
+	char err[256], addr[64];
+	uint64_t k0;
+
+	memset(&r, 0, sizeof(r));
+	r.spec = (struct ftr_synth_spec){ .size = 16 * MIB, .seed = 9, .rate = 20000 };
+	ck_assert_int_eq(ftr_synth_workload_create(&r.spec, &r.wl), 0);
+	ck_assert_msg(ftr_migrate_dst_create(&dopts, &r.dst, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(ftr_migrate_dst_start(r.dst), 0);
+	proxy_start(&px, ftr_migrate_dst_port(r.dst));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", px.port);
+	sopts.connect = addr;
+	ck_assert_int_eq(ftr_migrate_src_create(&sopts, r.wl, &r.src), 0);
+	ck_assert_int_eq(pthread_create(&r.th, NULL, src_thread, &r), 0);
+	ck_assert_int_eq(ftr_migrate_dst_wait(r.dst, 1u << FTR_MIG_PRECOPY_RUN, 10000),
+			 FTR_MIG_PRECOPY_RUN);
+	usleep(400000);
+	ftr_migrate_src_get_status(r.src, &st);
+	ck_assert_int_eq(st.phase, FTR_MIG_PRECOPY_RUN);
+	proxy_cut(&px);
+	run_join(&r);
+	ck_assert_int_ne(r.src_ret, 0);
+	ck_assert_int_eq(r.sst.phase, FTR_MIG_FAILED);
+	ck_assert_uint_eq(r.sst.recoveries, 0);
+	fprintf(stderr, "precopy_cut: %s\n", ftr_migrate_src_error(r.src));
+	k0 = r.wl->ops->progress(r.wl);
+	usleep(50000);
+	ck_assert_uint_gt(r.wl->ops->progress(r.wl), k0);
+	ck_assert_int_eq(ftr_migrate_dst_wait(r.dst, 1u << FTR_MIG_FAILED, 10000), FTR_MIG_FAILED);
+	ck_assert_int_eq(ftr_migrate_dst_image(r.dst, &(struct ftr_migrate_image){ 0 }), -ENODATA);
+	run_free(&r);
+	proxy_stop(&px);
+}
+END_TEST
+
+START_TEST(dst_refuses_layout)
+{
+	struct ftr_migrate_dst_opts dopts = { .listen = "127.0.0.1:0", .cache_size = 8 * MIB };
+	struct ftr_migrate_src_opts sopts = { .timeout_ms = 2000 };
+	struct ftr_synth_spec spec = { .size = 16 * MIB, .seed = 3 };
+	struct ftr_migrate_dst *dst;
+	struct ftr_migrate_src *src;
+	struct ftr_workload *wl;
+	char err[256], addr[64];
+
+	ck_assert_int_eq(ftr_synth_workload_create(&spec, &wl), 0);
+	ck_assert_int_eq(ftr_migrate_dst_create(&dopts, &dst, err, sizeof(err)), 0);
+	ck_assert_int_eq(ftr_migrate_dst_start(dst), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ftr_migrate_dst_port(dst));
+	sopts.connect = addr;
+	ck_assert_int_eq(ftr_migrate_src_create(&sopts, wl, &src), 0);
+	ck_assert_int_eq(ftr_migrate_src_run(src), -EREMOTEIO);
+	ck_assert_msg(strstr(ftr_migrate_src_error(src), "needs 16777216 bytes"), "%s",
+		      ftr_migrate_src_error(src));
+	ftr_migrate_src_destroy(src);
+	ftr_migrate_dst_destroy(dst);
+	ftr_workload_destroy(wl);
+}
+END_TEST
+
+static Suite *migrate_suite(void)
+{
+	Suite *s = suite_create("migrate");
+	TCase *tc = tcase_create("migrate");
+
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, precopy_exact);
+	tcase_add_loop_test(tc, postcopy_exact, FTR_MIG_MEM_MEMFD, FTR_MIG_MEM_ANON + 1);
+	tcase_add_test(tc, postcopy_continue);
+	tcase_add_test(tc, hybrid_continue);
+	tcase_add_test(tc, hybrid_converge);
+	tcase_add_test(tc, explicit_switch);
+	tcase_add_test(tc, no_converge);
+	tcase_add_test(tc, no_background);
+	tcase_add_test(tc, kernel_tracking);
+	tcase_add_test(tc, recovery);
+	tcase_add_test(tc, precopy_cut);
+	tcase_add_test(tc, dst_refuses_layout);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	SRunner *sr;
+	int fd, failed;
+
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 || ioctl(fd, UFFDIO_API, &api) ||
+	    !(api.features & UFFD_FEATURE_MINOR_SHMEM)) {
+		fprintf(stderr, "userfaultfd (with MINOR_SHMEM) unusable here: skipped\n");
+		return 77;
+	}
+	close(fd);
+	sr = srunner_create(migrate_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
