@@ -17,8 +17,10 @@ PIDS=()
 
 cleanup() {
 	local rc=$?
-	for p in "${PIDS[@]:-}"; do
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
+	# Only our own children that are still running: a remembered PID that
+	# was reaped may belong to an unrelated process by now.
+	for p in $(jobs -p); do
+		kill -9 "$p" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
 	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
