@@ -26,6 +26,7 @@
 
 #include <ftrepl/checkpoint.h>
 #include <ftrepl/ftrepl.h>
+#include <ftrepl/migrate.h>
 #include <ftrepl/resume.h>
 #include <ftrepl/synth.h>
 
@@ -53,6 +54,13 @@ static void usage(void)
 	       "  --failover-timeout MS   promote after this much silence from the primary (default %d)\n"
 	       "  --heartbeat-ms MS       heartbeat period towards the primary (default %d)\n"
 	       "  --stall-timeout MS      drop a session whose record stalls mid-way (default %d)\n"
+	       "Migration (instead of replication):\n"
+	       "  --migrate-in            be the destination of a live migration (ftrepl-sender\n"
+	       "                          --migrate): memory arrives in precopy rounds, then the\n"
+	       "                          workload runs here and missing pages are pulled on demand\n"
+	       "  --prefault-forward N    pages after a faulted one requested with it (default 0)\n"
+	       "  --prefault-backward N   pages before it (default 0)\n"
+	       "  --resume-synth WRITES   (with --migrate-in) continue the synthetic workload here\n"
 	       "Failover:\n"
 	       "  --resume-sock PATH      serve resuming workloads (shared/anonymous mode, or\n"
 	       "                          Firecracker's snapshot-restore handshake) once promoted\n"
@@ -490,10 +498,120 @@ static json_t *handle(void *arg, const char *cmd, json_t *req, char **errmsg)
 	return NULL;
 }
 
+/* ---- --migrate-in: the destination of a live migration ------------------- */
+
+static json_t *mig_status_json(struct ftr_migrate_dst *dst)
+{
+	struct ftr_migrate_status st;
+	char buf[4096];
+	json_t *o;
+
+	ftr_migrate_dst_get_status(dst, &st);
+	ftr_migrate_status_json(&st, buf, sizeof(buf));
+	o = json_loads(buf, 0, NULL);
+	if (o)
+		json_object_set_new(o, "role", json_string("migration destination"));
+	return o;
+}
+
+static json_t *mig_handle(void *arg, const char *cmd, json_t *req, char **errmsg)
+{
+	struct ftr_migrate_dst *dst = arg;
+
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "stats"))
+		return mig_status_json(dst);
+	if (!strcmp(cmd, "verify")) {
+		const char *specstr = json_string_value(json_object_get(req, "spec"));
+		struct ftr_synth_spec spec, *expect = NULL;
+		struct ftr_synth_verdict v;
+		char err[256];
+		int ret;
+
+		if (specstr) {
+			if (ftr_synth_parse(specstr, &spec, err, sizeof(err))) {
+				*errmsg = ftr_ctl_errorf("verify: bad spec: %s", err);
+				return NULL;
+			}
+			expect = &spec;
+		}
+		ret = ftr_migrate_dst_verify(dst, expect, &v);
+		if (ret) {
+			*errmsg = ftr_ctl_errorf("verify: %s", strerror(-ret));
+			return NULL;
+		}
+		return json_pack("{s:b, s:I, s:I, s:s, s:o}", "passed", v.ok, "k", (json_int_t)v.k,
+				 "pages", (json_int_t)v.pages, "msg", v.msg, "bad_page",
+				 v.ok ? json_null() : json_integer((json_int_t)v.bad_page));
+	}
+	*errmsg = ftr_ctl_errorf("unknown command \"%s\" for a migration destination "
+				 "(status, stats, verify)", cmd);
+	return NULL;
+}
+
+static int migrate_main(const struct ftr_standby_opts *so, const char *control,
+			uint64_t synth_writes, unsigned pf_fwd, unsigned pf_bwd)
+{
+	struct ftr_migrate_dst_opts o = {
+		.listen = so->listen,
+		.tp = so->tp,
+		.cache_size = so->cache_size,
+		.prefault_forward = pf_fwd,
+		.prefault_backward = pf_bwd,
+		.heartbeat_ms = so->heartbeat_ms,
+		.timeout_ms = so->stall_timeout_ms,
+		.resume_synth = synth_writes > 0,
+		.synth_writes = synth_writes,
+	};
+	struct ftr_ctl_server *ctl = NULL;
+	struct ftr_migrate_dst *dst;
+	bool reported = false;
+	char err[512];
+	int ret, sig;
+
+	prog_block_signals();
+	ret = ftr_migrate_dst_create(&o, &dst, err, sizeof(err));
+	if (ret)
+		prog_fatal("%s", err[0] ? err : strerror(-ret));
+	if (control) {
+		ret = ftr_ctl_server_start(control, mig_handle, dst, &ctl);
+		if (ret) {
+			ftr_migrate_dst_destroy(dst);
+			prog_fatal("cannot serve the control socket %s: %s", control, strerror(-ret));
+		}
+	}
+	ret = ftr_migrate_dst_start(dst);
+	if (ret) {
+		ftr_ctl_server_stop(ctl);
+		ftr_migrate_dst_destroy(dst);
+		prog_fatal("cannot start: %s", strerror(-ret));
+	}
+	fprintf(stderr, "%s: waiting for a migration on port %u\n", prog_name,
+		ftr_migrate_dst_port(dst));
+	while (!(sig = prog_wait_signal(100))) {
+		int ph = ftr_migrate_dst_wait(dst, 1u << FTR_MIG_COMPLETED | 1u << FTR_MIG_FAILED, 0);
+
+		if (ph >= 0 && !reported) {
+			reported = true;
+			if (ph == FTR_MIG_FAILED)
+				fprintf(stderr, "%s: migration failed: %s\n", prog_name,
+					ftr_migrate_dst_error(dst));
+			else
+				fprintf(stderr, "%s: migration completed; the workload runs here\n",
+					prog_name);
+		}
+	}
+	fprintf(stderr, "%s: %s received, stopping\n", prog_name, strsignal(sig));
+	ftr_ctl_server_stop(ctl);
+	ftr_migrate_dst_stop(dst);
+	ftr_migrate_dst_destroy(dst);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_CACHE_FILE = 256, O_STAGING, O_TRANSPORT, O_FAILOVER, O_HEARTBEAT, O_STALL,
-	       O_LOG, O_CONTROL, O_RESUME_SOCK, O_ON_PROMOTE, O_RESUME_SYNTH, O_RDMA };
+	       O_LOG, O_CONTROL, O_RESUME_SOCK, O_ON_PROMOTE, O_RESUME_SYNTH, O_RDMA,
+	       O_MIGRATE_IN, O_PF_FWD, O_PF_BWD };
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "cache", required_argument, NULL, 'c' },
@@ -501,6 +619,9 @@ int main(int argc, char **argv)
 		{ "staging", required_argument, NULL, O_STAGING },
 		{ "transport", required_argument, NULL, O_TRANSPORT },
 		{ "rdma", required_argument, NULL, O_RDMA },
+		{ "migrate-in", no_argument, NULL, O_MIGRATE_IN },
+		{ "prefault-forward", required_argument, NULL, O_PF_FWD },
+		{ "prefault-backward", required_argument, NULL, O_PF_BWD },
 		{ "control", required_argument, NULL, O_CONTROL },
 		{ "failover-timeout", required_argument, NULL, O_FAILOVER },
 		{ "heartbeat-ms", required_argument, NULL, O_HEARTBEAT },
@@ -518,6 +639,8 @@ int main(int argc, char **argv)
 	struct ftr_ctl_server *ctl = NULL;
 	const char *control = NULL;
 	static struct rx rx = { .synth_state = "" };
+	bool migrate_in = false;
+	unsigned pf_fwd = 0, pf_bwd = 0;
 	char tmpdir[] = "/tmp/ftrepl-rx.XXXXXX", synth_sock[64] = "";
 	struct ftr_standby *sb;
 	char err[512];
@@ -549,6 +672,15 @@ int main(int argc, char **argv)
 		case O_RDMA:
 			o.tp.transport = "rdma";
 			o.tp.device = optarg;
+			break;
+		case O_MIGRATE_IN:
+			migrate_in = true;
+			break;
+		case O_PF_FWD:
+			pf_fwd = (unsigned)prog_u64_arg("--prefault-forward", optarg, 0, 63);
+			break;
+		case O_PF_BWD:
+			pf_bwd = (unsigned)prog_u64_arg("--prefault-backward", optarg, 0, 63);
 			break;
 		case O_CONTROL:
 			control = optarg;
@@ -610,6 +742,12 @@ int main(int argc, char **argv)
 	}
 	if (ftr_tp_check_opts(&o.tp, err, sizeof(err)))
 		prog_usage_error("%s", err);
+	if (!migrate_in && (pf_fwd || pf_bwd))
+		prog_usage_error("--prefault-forward/--prefault-backward need --migrate-in");
+	if (migrate_in && (rx.resume_sock || rx.on_promote))
+		prog_usage_error("--migrate-in cannot be combined with --resume-sock or --on-promote");
+	if (migrate_in)
+		return migrate_main(&o, control, rx.synth_writes, pf_fwd, pf_bwd);
 
 	prog_block_signals();
 	pthread_mutex_init(&rx.lock, NULL);
