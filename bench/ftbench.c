@@ -12,11 +12,14 @@
  *   netns.c            veth pair between two namespaces, tbf shaping
  *   sys.c              children, commands, cleanup on exit and on signals
  *   plot.c             gnuplot
+ *   wlwrap.c           the synthetic workload behind a wrapper (pause samples,
+ *                      a gate on its writer) and small shared helpers
  *   mode_*.c           the modes
  * bench/README.md describes the modes and the --json document field by field.
  *
  * Processes: the main process only orchestrates. Each run forks a standby
- * child and a primary child (replicate.c); baselines fork iperf3 or a bulk
+ * child and a primary child (replicate.c; --checkpoint one child holding
+ * both, --failover a client child too); baselines fork iperf3 or a bulk
  * stream pair. Every child dies with the main process.
  */
 #include <errno.h>
@@ -36,9 +39,11 @@
 static const struct ftb_mode *const ftb_modes[] = {
 	&ftb_mode_writev_vs_write,
 	&ftb_mode_transports,
+	&ftb_mode_checkpoint,
+	&ftb_mode_failover,
 };
 
-static const char *const planned_modes[] = { "checkpoint", "failover", "postcopy" };
+static const char *const planned_modes[] = { "postcopy" };
 
 #define N_MODES (sizeof(ftb_modes) / sizeof(ftb_modes[0]))
 #define N_PLANNED (sizeof(planned_modes) / sizeof(planned_modes[0]))
@@ -65,8 +70,10 @@ static void usage(void)
 		print_indented(m->summary, 6);
 		printf("      e.g. %s\n", m->example);
 		print_indented(m->duration, 6);
-		printf("      defaults: --size %lluM --runs %u%s%s\n",
-		       (unsigned long long)(m->default_size >> 20), m->default_runs,
+		printf("      defaults:");
+		if (m->default_size)
+			printf(" --size %lluM", (unsigned long long)(m->default_size >> 20));
+		printf(" --runs %u%s%s\n", m->default_runs,
 		       m->default_variants ? " --modes " : "",
 		       m->default_variants ? m->default_variants : "");
 	}
@@ -77,7 +84,8 @@ static void usage(void)
 	       "Options (every mode):\n"
 	       "  --size SIZE       region size (K/M/G suffixes, binary)\n"
 	       "  --runs N          measured runs per case (1..%d); mean, std, median, min, max\n"
-	       "  --warmup N        unrecorded runs per case before them (0..%d, default 1)\n"
+	       "  --warmup N        unrecorded runs per case before them (0..%d, default 1;\n"
+	       "                    0 for --checkpoint and --failover)\n"
 	       "  --modes LIST      tcp modes to compare (write, writev, uring)\n"
 	       "  --no-iperf        TCP reference from ftbench's own bulk stream, not iperf3\n"
 	       "  --json            print one JSON document (every raw sample, the machine)\n"
@@ -94,6 +102,15 @@ static void usage(void)
 	       "                    standby per link, its cache populated by the warm-up)\n"
 	       "--transports:\n"
 	       "  --epochs N        epochs measured after the initial sync (default 3)\n"
+	       "--checkpoint:\n"
+	       "  --modes LIST      combinations DIRTY/SNAPSHOT (e.g. wp-async/copy-out,scan/cow)\n"
+	       "                    and 'unprotected' (the workload alone, the reference)\n"
+	       "  --all             every combination (13) instead of the default 6\n"
+	       "  --epochs N        epochs of 20 ms measured per run (default 100)\n"
+	       "--failover:\n"
+	       "  --size SIZE       one cache size instead of 256M, 1G, 4G and 8G\n"
+	       "  --modes LIST      pending-N: N %% of the image pending at promotion\n"
+	       "                    (default pending-0,pending-25)\n"
 	       "\n"
 	       "The veth links need root (network namespaces ftb-<pid>-tx and ftb-<pid>-rx);\n"
 	       "without it only loopback runs. They are removed at the end, on SIGINT/SIGTERM\n"
@@ -127,6 +144,7 @@ enum {
 	OPT_NO_LOOPBACK,
 	OPT_COLD,
 	OPT_NO_IPERF,
+	OPT_ALL,
 	OPT_JSON,
 	OPT_PLOT,
 	OPT_VERSION,
@@ -136,7 +154,7 @@ enum {
 
 int main(int argc, char **argv)
 {
-	struct option longopts[N_MODES + N_PLANNED + 16];
+	struct option longopts[N_MODES + N_PLANNED + 20];
 	static char modes_buf[256], links_buf[256];
 	struct ftb_opts o = { .warmup = 1, .dup_share = -1 };
 	const struct ftb_mode *mode = NULL;
@@ -160,6 +178,7 @@ int main(int argc, char **argv)
 	longopts[n++] = (struct option){ "no-loopback", no_argument, NULL, OPT_NO_LOOPBACK };
 	longopts[n++] = (struct option){ "cold-standby", no_argument, NULL, OPT_COLD };
 	longopts[n++] = (struct option){ "no-iperf", no_argument, NULL, OPT_NO_IPERF };
+	longopts[n++] = (struct option){ "all", no_argument, NULL, OPT_ALL };
 	longopts[n++] = (struct option){ "json", no_argument, NULL, OPT_JSON };
 	longopts[n++] = (struct option){ "plot", required_argument, NULL, OPT_PLOT };
 	longopts[n++] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
@@ -182,6 +201,7 @@ int main(int argc, char **argv)
 			if (ftr_parse_u64(optarg, 0, FTB_MAX_WARMUP, &v))
 				return usage_error("--warmup %s: out of range", optarg);
 			o.warmup = (unsigned)v;
+			o.warmup_set = true;
 			break;
 		case OPT_EPOCHS:
 			if (ftr_parse_u64(optarg, 1, 1000, &v))
@@ -235,6 +255,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_NO_IPERF:
 			o.no_iperf = true;
+			break;
+		case OPT_ALL:
+			o.all = true;
 			break;
 		case OPT_JSON:
 			o.json = true;

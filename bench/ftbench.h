@@ -24,11 +24,13 @@
 
 #include <jansson.h>
 
+#include <ftrepl/synth.h>
+
 #define FTB_MAX_RUNS 50
 #define FTB_MAX_WARMUP 5
 #define FTB_MAX_GROUPS 8
-#define FTB_MAX_VARIANTS 8
-#define FTB_MAX_METRICS 16
+#define FTB_MAX_VARIANTS 16
+#define FTB_MAX_METRICS 24
 
 /* ---- the command line (shared by every mode) ------------------------------ */
 
@@ -36,6 +38,7 @@ struct ftb_opts {
 	uint64_t size;			/* bytes; 0 = the mode's default */
 	unsigned runs;			/* 0 = the mode's default */
 	unsigned warmup;		/* unrecorded runs per case before the measured ones */
+	bool warmup_set;		/* --warmup was given (a mode may lower the default) */
 	unsigned epochs;		/* --transports: epochs after the initial sync */
 	const char *variants[FTB_MAX_VARIANTS]; /* --modes: tcp modes */
 	unsigned nvariants;		/* 0 = the mode's default */
@@ -46,6 +49,7 @@ struct ftb_opts {
 	bool no_loopback;
 	bool cold_standby;		/* a fresh standby per run (cache populated during it) */
 	bool no_iperf;
+	bool all;			/* --all: the mode's full matrix */
 	bool json;
 	const char *plot;		/* --plot FILE.png|FILE.svg, NULL = none */
 };
@@ -286,6 +290,54 @@ int ftb_replicate(const struct ftb_repl_cfg *cfg, struct ftb_standby_proc *sp,
 /* How a region of `size` splits at `share` fill pages: fill + distinct = N. */
 void ftb_region_split(uint64_t size, double share, uint64_t *distinct, uint64_t *fill);
 
+/* ---- a synthetic workload the bench can watch and gate (wlwrap.c) -------------- */
+
+/*
+ * The library's synthetic workload (ftr_synth_workload_create) behind a
+ * thin wrapper of its ops table, handed to ftr_primary_create() in its
+ * place. The wrapper records every epoch pause as the workload sees it
+ * (from the engine's pause() returning, i.e. the writer parked, to its
+ * resume()), and can hold the writer parked (the gate) whatever the engine
+ * does, so a bench decides exactly when and how much the workload writes.
+ * Used by one primary; the gate may be moved from any thread.
+ */
+struct ftb_wl;
+struct ftr_workload;
+
+/* spec: the workload; advance: writes performed before anything starts;
+ * gated: the gate starts closed (the writer stays parked until
+ * ftb_wl_gate(w, true)); max_pauses: pause samples kept (later ones are
+ * dropped). Returns 0 or -errno. */
+int ftb_wl_create(const struct ftr_synth_spec *spec, uint64_t advance, bool gated,
+		  size_t max_pauses, struct ftb_wl **out);
+/* The workload to give to ftr_primary_create(); owned by w. */
+struct ftr_workload *ftb_wl_workload(struct ftb_wl *w);
+/* Opens or closes the gate. Closing returns with the writer parked. */
+void ftb_wl_gate(struct ftb_wl *w, bool open);
+/* The memfd behind the workload's region (owned by w). */
+int ftb_wl_region_fd(struct ftb_wl *w);
+/* Writes completed (the synthetic workload's k). */
+uint64_t ftb_wl_writes(struct ftb_wl *w);
+/* Runs the writer without a primary (unprotected), and stops it. */
+int ftb_wl_start(struct ftb_wl *w);
+void ftb_wl_stop(struct ftb_wl *w);
+/* The pauses so far: end[i] (CLOCK_MONOTONIC ns of the resume) and
+ * dur[i] (ns). Read them only once the engine has stopped. */
+size_t ftb_wl_pauses(const struct ftb_wl *w, const uint64_t **end, const uint64_t **dur);
+void ftb_wl_destroy(struct ftb_wl *w);
+
+/* Median and p99 (nearest rank) of v[0 .. n) in place (sorts v). */
+void ftb_u64_pcts(uint64_t *v, size_t n, uint64_t *median, uint64_t *p99);
+/* MemAvailable from /proc/meminfo, bytes (0 if unreadable). */
+uint64_t ftb_mem_available(void);
+/* Reads exactly len bytes within timeout_ms. 0, -ETIMEDOUT, -EPIPE (EOF), -errno. */
+int ftb_read_full(int fd, void *buf, size_t len, int timeout_ms);
+/* Writes exactly len bytes. 0 or -errno. */
+int ftb_write_full(int fd, const void *buf, size_t len);
+/* In a forked child: closes every inherited fd but 0-2 and keep[], so that
+ * the pipes of other children see EOF when their owner closes them. */
+void ftb_close_fds_except(const int *keep, unsigned nkeep);
+
 /* ---- gnuplot (plot.c) ------------------------------------------------------------ */
 
 /* Writes c's picture to path (.png or .svg) through gnuplot. */
@@ -295,5 +347,7 @@ int ftb_plot(struct ftb_ctx *c, const char *path, char *err, size_t errlen);
 
 extern const struct ftb_mode ftb_mode_transports;
 extern const struct ftb_mode ftb_mode_writev_vs_write;
+extern const struct ftb_mode ftb_mode_checkpoint;
+extern const struct ftb_mode ftb_mode_failover;
 
 #endif

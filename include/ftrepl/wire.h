@@ -127,6 +127,10 @@ extern "C" {
 #define FTR_WIRE_MAX_PAGE (1u << 30)
 
 #define FTR_EPOCH_NONE UINT64_MAX
+/* Epochs a primary may have sent but not seen acknowledged: epoch e may be
+ * started only once e - last acked <= FTR_WIRE_MAX_INFLIGHT (the standby
+ * keeps that many epochs in flight and refuses one further ahead). */
+#define FTR_WIRE_MAX_INFLIGHT 8
 
 enum ftr_rec_type {
 	FTR_REC_HELLO = 1,

@@ -124,7 +124,7 @@ struct ftr_primary {
 	uint64_t sync_pages;
 	struct ftr_lat pause_lat, ack_lat;
 	uint64_t pages_sent, zero_sent, bytes_sent;
-	uint64_t cut_early, credit_waits;
+	uint64_t cut_early, credit_waits, inflight_waits;
 };
 
 static void pr_fail(struct ftr_primary *p, const char *fmt, ...) FTR_PRINTF(2, 3);
@@ -1042,6 +1042,36 @@ static int wait_epoch(struct ftr_primary *p, uint64_t deadline_ns)
 	}
 }
 
+/* Waits until epoch e is within the standby's in-flight window. */
+static int wait_inflight(struct ftr_primary *p, uint64_t e)
+{
+	uint64_t end = ftr_now_ns() + (uint64_t)p->o.failover_timeout_ms * 1000000ull;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		uint64_t acked = p->acked == FTR_EPOCH_NONE ? 0 : p->acked;
+
+		if (p->failed || e - acked <= FTR_WIRE_MAX_INFLIGHT)
+			break;
+		struct timespec dl = ftr_deadline_ms(50);
+
+		if (ftr_now_ns() >= end) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		p->inflight_waits++;
+		pthread_cond_timedwait(&p->cv, &p->lock, &dl);
+	}
+	if (p->failed)
+		ret = -ECANCELED;
+	pthread_mutex_unlock(&p->lock);
+	if (ret == -ETIMEDOUT)
+		pr_fail(p, "epoch %" PRIu64 ": no ACK made room in the standby's window of %d epochs "
+			"within %d ms", e, FTR_WIRE_MAX_INFLIGHT, p->o.failover_timeout_ms);
+	return ret;
+}
+
 static int run_epochs(struct ftr_primary *p)
 {
 	uint64_t start = ftr_now_ns(), e = 1, next_cut;
@@ -1088,10 +1118,22 @@ static int run_epochs(struct ftr_primary *p)
 		}
 		if (p->wl->ops->epoch_cut)
 			p->wl->ops->epoch_cut(p->wl, e);
+		/* The standby holds at most FTR_WIRE_MAX_INFLIGHT epochs in flight:
+		 * wait (paused, so the epoch stays this instant) for the ACK that
+		 * makes room. */
+		ret = wait_inflight(p, e);
+		if (ret) {
+			p->wl->ops->resume(p->wl);
+			return ret;
+		}
 		tx_begin(p, e, false);
 		ret = send_epoch_paused(p, t0, n, &pause_ns, final);
 		if (ret)
 			return ret;
+		/* The workload runs at least half an epoch between two pauses,
+		 * even when harvesting and sending took longer than an epoch. */
+		if (next_cut < t0 + pause_ns + (uint64_t)p->o.epoch_ms * 500000ull)
+			next_cut = t0 + pause_ns + (uint64_t)p->o.epoch_ms * 500000ull;
 		pthread_mutex_lock(&p->lock);
 		ftr_lat_add(&p->pause_lat, pause_ns / 1000);
 		pthread_mutex_unlock(&p->lock);

@@ -55,7 +55,7 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define SB_WINDOW 8		/* epochs in flight at once */
+#define SB_WINDOW FTR_WIRE_MAX_INFLIGHT /* epochs in flight at once */
 #define SB_POLL_MS 200		/* how often idle threads look at stop flags */
 
 struct sb_ent {

@@ -1634,7 +1634,10 @@ int ftr_fs_create(const struct ftr_fs_opts *o, struct ftr_fs **out, char *err, s
 	fs->gone = calloc(words, sizeof(uint64_t));
 	if (!fs->need || !fs->busy_ft || !fs->busy_bg || !fs->resident || !fs->gone)
 		goto out_free;
-	for (uint64_t g = 0; g < fs->total; g++)
+	/* Every page is needed: whole words at once, so setting up costs no
+	 * time per page (resume latency must not grow with the cache). */
+	memset(fs->need, 0xff, (fs->total / 64) * sizeof(uint64_t));
+	for (uint64_t g = fs->total & ~63ull; g < fs->total; g++)
 		ftr_bit_set(fs->need, g);
 	fs->n_need = fs->total;
 
