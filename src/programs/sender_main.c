@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include <ftrepl/attach.h>
 #include <ftrepl/checkpoint.h>
 #include <ftrepl/ftrepl.h>
 #include <ftrepl/synth.h>
@@ -30,7 +31,7 @@
 
 static void usage(void)
 {
-	printf("Usage: ftrepl-sender --tcp ADDR:PORT [--workload SPEC] [options]\n"
+	printf("Usage: ftrepl-sender --tcp ADDR:PORT [--workload SPEC | --attach-sock PATH] [options]\n"
 	       "\n"
 	       "The primary: runs the workload, cuts an epoch every few milliseconds and sends\n"
 	       "the pages written since the last one to the standby, which commits each epoch\n"
@@ -45,6 +46,11 @@ static void usage(void)
 	       "  --workload SPEC         synth:size=SIZE,seed=S,hot=H,rate=R,pattern=random|seq\n"
 	       "                          (default: synth, a 64 MiB synthetic region written as fast\n"
 	       "                          as possible; every image it leaves can be verified)\n"
+	       "  --attach-sock PATH      instead of --workload: listen on this unix socket (0600)\n"
+	       "                          and replicate the regions of the one process that\n"
+	       "                          attaches with the client library (waits for it;\n"
+	       "                          include/ftrepl/attach.h). --dirty auto then means\n"
+	       "                          the tracking the client chose (wp-async or scan)\n"
 	       "Epochs:\n"
 	       "  --epoch-ms N            epoch period (default %d)\n"
 	       "  --snapshot MODE         stop-copy (default: paused until the dirty set is sent)\n"
@@ -78,7 +84,9 @@ static void usage(void)
 	       "\n"
 	       "Example:\n"
 	       "  ftrepl-sender --tcp 127.0.0.1:7600 --workload synth:size=256M,rate=20000 \\\n"
-	       "                --epoch-ms 20 --control /run/ftrepl-tx.sock\n",
+	       "                --epoch-ms 20 --control /run/ftrepl-tx.sock\n"
+	       "  ftrepl-sender --tcp 127.0.0.1:7600 --attach-sock /run/ftrepl-attach.sock &\n"
+	       "  kvserver --attach /run/ftrepl-attach.sock     # examples/: an attached application\n",
 	       FTR_WIRE_MAX_CHANNELS, FTR_DEFAULT_EPOCH_MS, FTR_DEFAULT_BATCH, FTR_WIRE_MAX_BATCH,
 	       FTR_DEFAULT_HEARTBEAT_MS, FTR_DEFAULT_FAILOVER_MS);
 }
@@ -87,6 +95,7 @@ struct sender {
 	struct ftr_primary *p;
 	struct ftr_workload *wl;
 	struct ftr_synth_spec spec;
+	char attach_desc[96];	/* "attach:..." for status, "" for synth */
 	atomic_bool done;
 	int ret;
 };
@@ -103,7 +112,10 @@ static json_t *status_json(struct sender *s, bool full)
 	json_t *o;
 
 	ftr_primary_get_status(s->p, &st);
-	ftr_synth_format(&s->spec, spec, sizeof(spec));
+	if (s->attach_desc[0])
+		snprintf(spec, sizeof(spec), "%s", s->attach_desc);
+	else
+		ftr_synth_format(&s->spec, spec, sizeof(spec));
 	o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:I, s:s, s:i, s:s, s:I, s:s, s:s}",
 		      "role", "primary",
 		      "state", ftr_state_name(st.state),
@@ -189,12 +201,13 @@ int main(int argc, char **argv)
 {
 	enum { O_TCP_MODE = 256, O_WORKLOAD, O_EPOCH_MS, O_SNAPSHOT, O_DIRTY, O_BATCH, O_NOCRC,
 	       O_SESSION, O_GEN, O_HEARTBEAT, O_FAILOVER, O_EPOCHS, O_DURATION, O_CONTROL,
-	       O_DUMP, O_LOG, O_CHANNELS };
+	       O_DUMP, O_LOG, O_CHANNELS, O_ATTACH };
 	static const struct option longopts[] = {
 		{ "tcp", required_argument, NULL, 't' },
 		{ "tcp-mode", required_argument, NULL, O_TCP_MODE },
 		{ "channels", required_argument, NULL, O_CHANNELS },
 		{ "workload", required_argument, NULL, O_WORKLOAD },
+		{ "attach-sock", required_argument, NULL, O_ATTACH },
 		{ "epoch-ms", required_argument, NULL, O_EPOCH_MS },
 		{ "snapshot", required_argument, NULL, O_SNAPSHOT },
 		{ "dirty", required_argument, NULL, O_DIRTY },
@@ -217,7 +230,8 @@ int main(int argc, char **argv)
 	struct ftr_primary_opts o = { 0 };
 	struct sender s = { 0 };
 	struct ftr_ctl_server *ctl = NULL;
-	const char *workload = "synth", *control = NULL, *dump = NULL;
+	const char *workload = "synth", *control = NULL, *dump = NULL, *attach = NULL;
+	bool workload_set = false;
 	pthread_t engine;
 	char err[512];
 	int opt, ret, nsig = 0;
@@ -239,6 +253,10 @@ int main(int argc, char **argv)
 			break;
 		case O_WORKLOAD:
 			workload = optarg;
+			workload_set = true;
+			break;
+		case O_ATTACH:
+			attach = optarg;
 			break;
 		case O_EPOCH_MS:
 			o.epoch_ms = (int)prog_u64_arg("--epoch-ms", optarg, 1, 3600000);
@@ -320,11 +338,30 @@ int main(int argc, char **argv)
 				 workload);
 	if (ftr_synth_parse(workload, &s.spec, err, sizeof(err)))
 		prog_usage_error("--workload: %s", err);
+	if (attach && workload_set)
+		prog_usage_error("--attach-sock and --workload are exclusive: give one of them");
+	/* The primary's own wp backends would track its mapping of the
+	 * client's memfds, which never sees the client's writes. */
+	if (attach && (o.dirty == FTR_DIRTY_WP_ASYNC || o.dirty == FTR_DIRTY_WP_SYNC))
+		prog_usage_error("--dirty %s cannot see an attached process's writes: use auto"
+				 " (the tracking the client chose), workload, scan or full",
+				 ftr_dirty_name(o.dirty));
+	if (attach && o.dirty == FTR_DIRTY_AUTO)
+		o.dirty = FTR_DIRTY_WORKLOAD;
 	if (o.heartbeat_ms && o.failover_timeout_ms && o.heartbeat_ms >= o.failover_timeout_ms)
 		prog_usage_error("--heartbeat-ms must be shorter than --failover-timeout");
 
+	if (attach) {
+		/* Before the signals are blocked: SIGINT/SIGTERM end the wait.
+		 * The workload's threads block every signal themselves. */
+		ret = ftr_attach_workload_create(attach, -1, &s.wl, err, sizeof(err));
+		if (ret)
+			prog_fatal("--attach-sock: %s", err);
+		snprintf(s.attach_desc, sizeof(s.attach_desc), "attach:pid=%d,tracking=%s",
+			 ftr_attach_pid(s.wl), ftr_attach_tracking(s.wl));
+	}
 	prog_block_signals();
-	ret = ftr_synth_workload_create(&s.spec, &s.wl);
+	ret = attach ? 0 : ftr_synth_workload_create(&s.spec, &s.wl);
 	if (ret)
 		prog_fatal("cannot create the synthetic workload: %s", strerror(-ret));
 	ret = ftr_primary_create(&o, s.wl, &s.p);
