@@ -25,7 +25,7 @@
 #include "common/ctlsock.h"
 #include "programs/progutil.h"
 
-#define CMD_LIST "status, stats, promote, stop, dump, verify, raw"
+#define CMD_LIST "status, stats, promote, stop, switch, dump, verify, raw"
 #define DEFAULT_TIMEOUT_MS 10000
 /* dump and verify walk the whole image on the daemon's side. */
 #define SLOW_TIMEOUT_MS 120000
@@ -52,6 +52,7 @@ static void usage(void)
 	       "Commands (need --control PATH):\n"
 	       "  status                  state, epochs, addresses\n"
 	       "  stats                   counters and latencies\n"
+	       "  switch                  migration source: switch to the destination now\n"
 	       "  promote [--exec CMD]    standby: take over now with the committed epoch; with\n"
 	       "                          --exec, the receiver then runs CMD (/bin/sh -c) with\n"
 	       "                          FTREPL_RESUME_SOCK and FTREPL_EPOCH set\n"
@@ -413,7 +414,8 @@ static int run(struct ctl_opts *o)
 	int (*fn)(const struct ctl_opts *) = NULL;
 
 	if (!strcmp(o->cmd, "status") || !strcmp(o->cmd, "stats") ||
-	    !strcmp(o->cmd, "promote") || !strcmp(o->cmd, "stop")) {
+	    !strcmp(o->cmd, "promote") || !strcmp(o->cmd, "stop") ||
+	    !strcmp(o->cmd, "switch")) {
 		check_args(o, 0, 0, NULL);
 		fn = cmd_simple;
 	} else if (!strcmp(o->cmd, "dump")) {

@@ -22,6 +22,7 @@
 
 #include <ftrepl/attach.h>
 #include <ftrepl/checkpoint.h>
+#include <ftrepl/migrate.h>
 #include <ftrepl/ftrepl.h>
 #include <ftrepl/synth.h>
 
@@ -39,6 +40,8 @@ static void usage(void)
 	       "\n"
 	       "Connection:\n"
 	       "  --tcp ADDR:PORT         the standby's address (ftrepl-receiver --listen)\n"
+	       "  --rdma DEV --connect ADDR:PORT\n"
+	       "                          RDMA verbs on device DEV (mlx5_0, rxe0) to that address\n"
 	       "  --tcp-mode MODE         writev (default; batched iovecs), write (one write per\n"
 	       "                          header and per page), uring (io_uring)\n"
 	       "  --channels N            data channels (connections) for pages (default 1, max %d)\n"
@@ -69,6 +72,15 @@ static void usage(void)
 	       "  --generation N          generation number (default 1)\n"
 	       "  --heartbeat-ms MS       heartbeat period (default %d)\n"
 	       "  --failover-timeout MS   give up when the standby is silent this long (default %d)\n"
+	       "Migration (instead of replication):\n"
+	       "  --migrate               move the workload to the destination (ftrepl-receiver\n"
+	       "                          --migrate-in): precopy rounds while it runs, then switch\n"
+	       "                          and let the destination pull what is missing (hybrid)\n"
+	       "  --precopy-rounds N      most precopy rounds before the switch (0 = pure postcopy)\n"
+	       "  --no-postcopy           pure precopy: fail if it does not converge\n"
+	       "  --downtime-ms N         convergence target (default 30)\n"
+	       "  --no-background         postcopy: serve page requests only (for measurement)\n"
+	       "                          `ftreplctl switch` forces the switch now\n"
 	       "Running:\n"
 	       "  --epochs N              stop after N epochs after the initial sync\n"
 	       "  --duration SECONDS      stop after this long (also 500ms)\n"
@@ -197,14 +209,145 @@ static uint64_t duration_arg(const char *val)
 	return prog_u64_arg("--duration", val, 1, 86400ull * 365) * 1000;
 }
 
+/* ---- --migrate ---------------------------------------------------------------- */
+
+struct mig_args {
+	bool migrate;
+	unsigned rounds;
+	bool rounds_set;
+	bool no_postcopy;
+	unsigned downtime_ms;
+	bool no_background;
+};
+
+struct mig_run {
+	struct ftr_migrate_src *src;
+	atomic_bool done;
+	int ret;
+};
+
+static void *mig_engine(void *arg)
+{
+	struct mig_run *m = arg;
+
+	m->ret = ftr_migrate_src_run(m->src);
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+static json_t *mig_handle(void *arg, const char *cmd, json_t *req, char **errmsg)
+{
+	struct mig_run *m = arg;
+
+	(void)req;
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "stats")) {
+		struct ftr_migrate_status st;
+		char buf[4096];
+		json_t *o;
+
+		ftr_migrate_src_get_status(m->src, &st);
+		ftr_migrate_status_json(&st, buf, sizeof(buf));
+		o = json_loads(buf, 0, NULL);
+		if (o)
+			json_object_set_new(o, "role", json_string("migration source"));
+		return o;
+	}
+	if (!strcmp(cmd, "switch")) {
+		int ret = ftr_migrate_src_switch(m->src);
+
+		if (ret && ret != -EALREADY) {
+			*errmsg = ftr_ctl_errorf("switch: %s", strerror(-ret));
+			return NULL;
+		}
+		return json_pack("{s:s}", "switch", ret ? "already under way" : "requested");
+	}
+	*errmsg = ftr_ctl_errorf("unknown command \"%s\" for a migration source "
+				 "(status, stats, switch)", cmd);
+	return NULL;
+}
+
+static int migrate_main(const struct ftr_primary_opts *po, const struct mig_args *a,
+			struct sender *s, const char *control)
+{
+	struct ftr_migrate_src_opts o = {
+		.connect = po->connect,
+		.tp = po->tp,
+		.nchannels = po->nchannels,
+		.mode = a->no_postcopy ? FTR_MIG_PRECOPY
+			: (a->rounds_set && !a->rounds) ? FTR_MIG_POSTCOPY : FTR_MIG_HYBRID,
+		.max_rounds = a->rounds,
+		.target_downtime_ms = a->downtime_ms,
+		.dirty = po->dirty == FTR_DIRTY_AUTO ? FTR_DIRTY_WORKLOAD : po->dirty,
+		.no_background = a->no_background,
+		.heartbeat_ms = po->heartbeat_ms,
+		.no_data_crc = po->no_data_crc,
+		.batch_pages = po->batch_pages,
+		.generation = po->generation,
+	};
+	struct ftr_ctl_server *ctl = NULL;
+	struct mig_run m = { 0 };
+	struct ftr_migrate_status st;
+	pthread_t th;
+	int ret, nsig = 0;
+
+	memcpy(o.session, po->session, sizeof(o.session));
+	ret = ftr_migrate_src_create(&o, s->wl, &m.src);
+	if (ret)
+		prog_fatal("cannot create the migration: %s", strerror(-ret));
+	if (control) {
+		ret = ftr_ctl_server_start(control, mig_handle, &m, &ctl);
+		if (ret)
+			prog_fatal("cannot serve the control socket %s: %s", control, strerror(-ret));
+	}
+	ret = pthread_create(&th, NULL, mig_engine, &m);
+	if (ret)
+		prog_fatal("cannot start the migration thread: %s", strerror(ret));
+	while (!atomic_load(&m.done)) {
+		int sig = prog_wait_signal(100);
+
+		if (!sig)
+			continue;
+		if (++nsig > 1)
+			_exit(1);
+		fprintf(stderr, "%s: %s received: aborting the migration\n", prog_name,
+			strsignal(sig));
+		ftr_migrate_src_abort(m.src);
+	}
+	pthread_join(th, NULL);
+	ftr_ctl_server_stop(ctl);
+	ftr_migrate_src_get_status(m.src, &st);
+	if (m.ret) {
+		char err[512];
+
+		snprintf(err, sizeof(err), "%s", ftr_migrate_src_error(m.src));
+		ftr_migrate_src_destroy(m.src);
+		ftr_workload_destroy(s->wl);
+		prog_fatal("migration failed: %s", err[0] ? err : strerror(-m.ret));
+	}
+	fprintf(stderr, "%s: migration completed in %" PRIu64 " ms (downtime %" PRIu64
+		" us, %u precopy round(s), %" PRIu64 " page requests served)\n", prog_name,
+		st.total_ms, st.downtime_us, st.round, st.fault_reqs);
+	ftr_migrate_src_destroy(m.src);
+	ftr_workload_destroy(s->wl);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum { O_TCP_MODE = 256, O_WORKLOAD, O_EPOCH_MS, O_SNAPSHOT, O_DIRTY, O_BATCH, O_NOCRC,
 	       O_SESSION, O_GEN, O_HEARTBEAT, O_FAILOVER, O_EPOCHS, O_DURATION, O_CONTROL,
-	       O_DUMP, O_LOG, O_CHANNELS, O_ATTACH };
+	       O_DUMP, O_LOG, O_CHANNELS, O_ATTACH, O_RDMA, O_CONNECT, O_MIGRATE, O_ROUNDS,
+	       O_NO_POSTCOPY, O_DOWNTIME, O_NO_BG };
 	static const struct option longopts[] = {
 		{ "tcp", required_argument, NULL, 't' },
 		{ "tcp-mode", required_argument, NULL, O_TCP_MODE },
+		{ "rdma", required_argument, NULL, O_RDMA },
+		{ "connect", required_argument, NULL, O_CONNECT },
+		{ "migrate", no_argument, NULL, O_MIGRATE },
+		{ "precopy-rounds", required_argument, NULL, O_ROUNDS },
+		{ "no-postcopy", no_argument, NULL, O_NO_POSTCOPY },
+		{ "downtime-ms", required_argument, NULL, O_DOWNTIME },
+		{ "no-background", no_argument, NULL, O_NO_BG },
 		{ "channels", required_argument, NULL, O_CHANNELS },
 		{ "workload", required_argument, NULL, O_WORKLOAD },
 		{ "attach-sock", required_argument, NULL, O_ATTACH },
@@ -231,7 +374,9 @@ int main(int argc, char **argv)
 	struct sender s = { 0 };
 	struct ftr_ctl_server *ctl = NULL;
 	const char *workload = "synth", *control = NULL, *dump = NULL, *attach = NULL;
-	bool workload_set = false;
+	bool workload_set = false, tcp_given = false;
+	const char *rdma_connect = NULL;
+	struct mig_args mig = { 0 };
 	pthread_t engine;
 	char err[512];
 	int opt, ret, nsig = 0;
@@ -243,6 +388,30 @@ int main(int argc, char **argv)
 		case 't':
 			o.connect = optarg;
 			o.tp.transport = "tcp";
+			tcp_given = true;
+			break;
+		case O_RDMA:
+			o.tp.transport = "rdma";
+			o.tp.device = optarg;
+			break;
+		case O_CONNECT:
+			rdma_connect = optarg;
+			break;
+		case O_MIGRATE:
+			mig.migrate = true;
+			break;
+		case O_ROUNDS:
+			mig.rounds = (unsigned)prog_u64_arg("--precopy-rounds", optarg, 0, 1000);
+			mig.rounds_set = true;
+			break;
+		case O_NO_POSTCOPY:
+			mig.no_postcopy = true;
+			break;
+		case O_DOWNTIME:
+			mig.downtime_ms = (unsigned)prog_u64_arg("--downtime-ms", optarg, 1, 60000);
+			break;
+		case O_NO_BG:
+			mig.no_background = true;
 			break;
 		case O_TCP_MODE:
 			o.tp.mode = optarg;
@@ -322,14 +491,33 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		prog_usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (tcp_given && o.tp.device)
+		prog_usage_error("--tcp and --rdma are exclusive: give one of them");
+	if (o.tp.device) {
+		if (!rdma_connect)
+			prog_usage_error("--rdma %s needs --connect ADDR:PORT", o.tp.device);
+		o.connect = rdma_connect;
+	} else if (rdma_connect) {
+		prog_usage_error("--connect is for --rdma; with tcp give --tcp ADDR:PORT");
+	}
 	if (!o.connect)
-		prog_usage_error("--tcp ADDR:PORT is required");
+		prog_usage_error("--tcp ADDR:PORT (or --rdma DEV --connect ADDR:PORT) is required");
+	if (!mig.migrate && (mig.rounds_set || mig.no_postcopy || mig.downtime_ms ||
+			     mig.no_background))
+		prog_usage_error("--precopy-rounds, --no-postcopy, --downtime-ms and --no-background "
+				 "need --migrate");
+	if (mig.migrate && (o.max_epochs || o.duration_ms || dump || o.snapshot != FTR_SNAP_STOP_COPY))
+		prog_usage_error("--epochs, --duration, --dump-on-exit and --snapshot are for "
+				 "replication, not --migrate");
+	if (mig.no_postcopy && mig.rounds_set && !mig.rounds)
+		prog_usage_error("--no-postcopy with --precopy-rounds 0 leaves nothing to migrate with");
 	{
 		char host[256];
 		uint16_t port;
 
 		if (ftr_parse_hostport(o.connect, host, sizeof(host), &port) || port == 0)
-			prog_usage_error("--tcp %s: expected ADDR:PORT", o.connect);
+			prog_usage_error("%s %s: expected ADDR:PORT", o.tp.device ? "--connect" : "--tcp",
+					 o.connect);
 	}
 	if (ftr_tp_check_opts(&o.tp, err, sizeof(err)))
 		prog_usage_error("%s", err);
@@ -364,6 +552,8 @@ int main(int argc, char **argv)
 	ret = attach ? 0 : ftr_synth_workload_create(&s.spec, &s.wl);
 	if (ret)
 		prog_fatal("cannot create the synthetic workload: %s", strerror(-ret));
+	if (mig.migrate)
+		return migrate_main(&o, &mig, &s, control);
 	ret = ftr_primary_create(&o, s.wl, &s.p);
 	if (ret)
 		prog_fatal("cannot create the primary: %s", strerror(-ret));

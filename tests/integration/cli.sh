@@ -23,6 +23,10 @@ for b in "$RX" "$TX" "$CTL"; do
 	expect 0 "uffd .*(yes|no)" "$b" --probe
 done
 expect 2 "--dirty bogus: use auto, wp-async" "$TX" --tcp 127.0.0.1:9 --dirty bogus
+expect 2 "needs --connect" "$TX" --rdma rxe0
+expect 2 "exclusive" "$TX" --tcp 127.0.0.1:9 --rdma rxe0 --connect 127.0.0.1:9
+expect 2 "need --migrate" "$TX" --tcp 127.0.0.1:9 --precopy-rounds 2
+expect 2 "need --migrate-in" "$RX" --listen 127.0.0.1:0 --cache 1M --prefault-forward 2
 expect 2 "--listen" "$RX" --cache 1G
 expect 2 "--cache" "$RX" --listen 127.0.0.1:7000
 expect 2 "--cache 12Q: not a size" "$RX" --listen 127.0.0.1:7000 --cache 12Q
