@@ -35,18 +35,16 @@
 
 #include "ftbench.h"
 
-/* The modes, in --help order. run == NULL: planned, not implemented yet. */
+/* The modes, in --help order. */
 static const struct ftb_mode *const ftb_modes[] = {
 	&ftb_mode_writev_vs_write,
 	&ftb_mode_transports,
 	&ftb_mode_checkpoint,
 	&ftb_mode_failover,
+	&ftb_mode_postcopy,
 };
 
-static const char *const planned_modes[] = { "postcopy" };
-
 #define N_MODES (sizeof(ftb_modes) / sizeof(ftb_modes[0]))
-#define N_PLANNED (sizeof(planned_modes) / sizeof(planned_modes[0]))
 
 static void print_indented(const char *text, int indent)
 {
@@ -77,10 +75,7 @@ static void usage(void)
 		       m->default_variants ? " --modes " : "",
 		       m->default_variants ? m->default_variants : "");
 	}
-	printf("  planned (not implemented yet):");
-	for (size_t i = 0; i < N_PLANNED; i++)
-		printf(" --%s", planned_modes[i]);
-	printf("\n\n"
+	printf("\n"
 	       "Options (every mode):\n"
 	       "  --size SIZE       region size (K/M/G suffixes, binary)\n"
 	       "  --runs N          measured runs per case (1..%d); mean, std, median, min, max\n"
@@ -111,6 +106,11 @@ static void usage(void)
 	       "  --size SIZE       one cache size instead of 256M, 1G, 4G and 8G\n"
 	       "  --modes LIST      pending-N: N %% of the image pending at promotion\n"
 	       "                    (default pending-0,pending-25)\n"
+	       "--postcopy:\n"
+	       "  --modes LIST      precopy[-N] (at most N rounds; plain: 30), postcopy,\n"
+	       "                    hybrid[-N] (N precopy rounds, then postcopy; plain: 5)\n"
+	       "  --link-rate LIST  tbf rates of the veth links (default 1g); 'none': loopback\n"
+	       "  --no-loopback     only the veth links\n"
 	       "\n"
 	       "The veth links need root (network namespaces ftb-<pid>-tx and ftb-<pid>-rx);\n"
 	       "without it only loopback runs. They are removed at the end, on SIGINT/SIGTERM\n"
@@ -149,12 +149,11 @@ enum {
 	OPT_PLOT,
 	OPT_VERSION,
 	OPT_MODE = 512,		/* + index into ftb_modes */
-	OPT_PLANNED = 640,	/* + index into planned_modes */
 };
 
 int main(int argc, char **argv)
 {
-	struct option longopts[N_MODES + N_PLANNED + 20];
+	struct option longopts[N_MODES + 20];
 	static char modes_buf[256], links_buf[256];
 	struct ftb_opts o = { .warmup = 1, .dup_share = -1 };
 	const struct ftb_mode *mode = NULL;
@@ -165,9 +164,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < N_MODES; i++)
 		longopts[n++] = (struct option){ ftb_modes[i]->name, no_argument, NULL,
 						 OPT_MODE + (int)i };
-	for (size_t i = 0; i < N_PLANNED; i++)
-		longopts[n++] = (struct option){ planned_modes[i], no_argument, NULL,
-						 OPT_PLANNED + (int)i };
 	longopts[n++] = (struct option){ "size", required_argument, NULL, OPT_SIZE };
 	longopts[n++] = (struct option){ "runs", required_argument, NULL, OPT_RUNS };
 	longopts[n++] = (struct option){ "warmup", required_argument, NULL, OPT_WARMUP };
@@ -279,11 +275,6 @@ int main(int argc, char **argv)
 			usage();
 			return 0;
 		default:
-			if (opt >= OPT_PLANNED && opt < OPT_PLANNED + (int)N_PLANNED) {
-				fprintf(stderr, "ftbench: --%s is planned but not implemented yet\n",
-					planned_modes[opt - OPT_PLANNED]);
-				return 2;
-			}
 			if (opt >= OPT_MODE && opt < OPT_MODE + (int)N_MODES) {
 				if (mode && mode != ftb_modes[opt - OPT_MODE])
 					return usage_error("%s: one mode per run",

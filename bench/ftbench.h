@@ -349,5 +349,6 @@ extern const struct ftb_mode ftb_mode_transports;
 extern const struct ftb_mode ftb_mode_writev_vs_write;
 extern const struct ftb_mode ftb_mode_checkpoint;
 extern const struct ftb_mode ftb_mode_failover;
+extern const struct ftb_mode ftb_mode_postcopy;
 
 #endif

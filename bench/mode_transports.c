@@ -4,16 +4,48 @@
  * (so none travels as a fill record) with `--dirty full`: every epoch
  * carries every page through the standby's staging slots, and the standby
  * applies each epoch to its cache before the slots come back as credit.
- * Throughput counts page payload of the epochs after the initial sync, in
- * each tcp mode, over loopback. iperf3 on the same loopback, in the same
- * run, is the reference (ftbench's own bulk stream when iperf3 is missing
- * or --no-iperf).
+ * Throughput counts page payload of the epochs after the initial sync.
+ *
+ * Variants (--modes), each with the reference it is compared with, measured
+ * in the same run (before the runs and again after them):
+ *   MODE        tcp MODE (write, writev, uring), one data channel, over
+ *               loopback; reference iperf3 (one stream), or ftbench's own
+ *               bulk stream when iperf3 is missing or --no-iperf;
+ *   MODE-Nch    the same with N data channels (the primary's nchannels);
+ *               reference `iperf3 -P N` (none without iperf3);
+ *   rdma[-send][-Nch]
+ *               the rdma transport (mode write, or send), on the device
+ *               FTREPL_RDMA_DEV / RXE_DEV (default rxe0) at the address
+ *               FTREPL_RDMA_IP / RXE_IP (rdma_cm cannot use 127.0.0.1);
+ *               reference `ib_write_bw -s 4096` on the same device, server
+ *               and client on that address. Without a usable device the
+ *               rdma variants are dropped with the reason (not a failure).
+ *
+ * Processes of one run (the shared replicate.c has no channel count or
+ * transport, so this file drives the engines itself, the same way):
+ *   - the standby child: ftr_standby_* listening on the variant's transport,
+ *     answers one sample (CPU time, receive syscalls, committed epoch) per
+ *     byte on its command pipe, stops at EOF;
+ *   - the primary child: an engine thread runs ftr_primary_run(); the
+ *     child's main thread samples both sides when the initial sync ends
+ *     (state "protected") and when the engine returns, and writes one
+ *     result to the parent;
+ *   - the parent starts them and waits, bounded.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <ftrepl/checkpoint.h>
+#include <ftrepl/ftrepl.h>
+#include <ftrepl/synth.h>
 #include <ftrepl/transport.h>
 
 #include "ftbench.h"
@@ -42,80 +74,780 @@ static const struct ftb_metric metrics[M__COUNT] = {
 };
 
 #define DEFAULT_EPOCHS 3
+#define MAX_CHANNELS 16
+#define IPERF_SECONDS 4
+#define TCP_TARGET 0.75
+#define RDMA_TARGET 0.8
+#define MONITOR_POLL_US 2000
+#define IBW_PORT 18517
+
+/* What a variant name says. */
+struct tr_variant {
+	bool rdma;
+	char mode[64];		/* tcp: write/writev/uring; rdma: write/send */
+	unsigned nch;		/* data channels */
+	bool no_crc;		/* -nocrc: the primary's no_data_crc */
+	int ref;		/* index into tr_state.refs */
+};
+
+/* One reference, measured before the runs [0] and after them [1]. */
+struct tr_ref {
+	char label[32];		/* "iperf3 -P 2", "ib_write_bw -s 4096" */
+	bool rdma;
+	unsigned streams;
+	double gbps[2];		/* GB/s (1e9 bytes), 0 = not measured */
+	char why[160];		/* when not measured */
+};
 
 struct tr_state {
-	struct ftb_tcp_ref ref;
-	bool have_ref;
 	unsigned epochs;
+	struct tr_variant var[FTB_MAX_VARIANTS];
+	struct tr_ref refs[FTB_MAX_VARIANTS];
+	unsigned nrefs;
+	char rdma_dev[64];
+	char rdma_ip[64];
+	char rdma_skip[200];	/* why the rdma variants were dropped, "" = not */
+	bool have_rdma;
 };
+
+/* ---- variants ------------------------------------------------------------------ */
+
+/* "writev", "writev-4ch", "rdma", "rdma-send-2ch", "rdma-nocrc": a base
+ * (tcp mode, or rdma[-MODE]) and suffixes -Nch, -nocrc. 0 or -EINVAL. */
+static int parse_variant(const char *name, struct tr_variant *v, char *err, size_t errlen)
+{
+	struct ftr_tp_opts tp = { 0 };
+	char buf[64], *dash, tail;
+	unsigned n;
+	int ret;
+
+	memset(v, 0, sizeof(*v));
+	v->nch = 1;
+	snprintf(buf, sizeof(buf), "%s", name);
+	while ((dash = strrchr(buf, '-'))) {
+		if (!strcmp(dash + 1, "nocrc")) {
+			v->no_crc = true;
+		} else if (sscanf(dash + 1, "%uch%c", &n, &tail) == 1) {
+			if (n < 1 || n > MAX_CHANNELS) {
+				snprintf(err, errlen, "--modes %s: 1 to %d channels", name,
+					 MAX_CHANNELS);
+				return -EINVAL;
+			}
+			v->nch = n;
+		} else {
+			break;
+		}
+		*dash = '\0';
+	}
+	if (!strcmp(buf, "rdma") || !strncmp(buf, "rdma-", 5)) {
+		v->rdma = true;
+		snprintf(v->mode, sizeof(v->mode), "%s", buf[4] ? buf + 5 : "write");
+	} else {
+		snprintf(v->mode, sizeof(v->mode), "%s", buf);
+	}
+	tp.transport = v->rdma ? "rdma" : "tcp";
+	tp.mode = v->mode;
+	ret = ftr_tp_check_opts(&tp, err, errlen);
+	if (ret == -ENOENT && v->rdma)
+		return 0;	/* rdma not built: a skip, said in prepare */
+	if (ret) {
+		size_t l = strlen(err);
+
+		snprintf(err + l, errlen - l, " (--modes %s: MODE[-Nch][-nocrc] or rdma[-send][-Nch][-nocrc])", name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *env2(const char *a, const char *b)
+{
+	const char *s = getenv(a);
+
+	if (!s || !*s)
+		s = getenv(b);
+	return s && *s ? s : NULL;
+}
+
+static bool transport_built(const char *name)
+{
+	for (const char *const *t = ftr_transport_names(); t && *t; t++)
+		if (!strcmp(*t, name))
+			return true;
+	return false;
+}
+
+/* Whether rdma can run here; s->rdma_skip says why not. The probe is a real
+ * listen on the device's address (device present, address on it). */
+static bool rdma_usable(struct tr_state *s)
+{
+	const char *dev = env2("FTREPL_RDMA_DEV", "RXE_DEV"), *ip = env2("FTREPL_RDMA_IP", "RXE_IP");
+	struct ftr_tp_opts tp = { .transport = "rdma", .mode = "write" };
+	struct ftr_listener *l;
+	char where[96];
+	int ret, st;
+	pid_t pid;
+
+	snprintf(s->rdma_dev, sizeof(s->rdma_dev), "%s", dev ? dev : "rxe0");
+	snprintf(s->rdma_ip, sizeof(s->rdma_ip), "%s", ip ? ip : "");
+	if (!transport_built("rdma")) {
+		snprintf(s->rdma_skip, sizeof(s->rdma_skip), "this build has no rdma transport "
+			 "(FTREPL_WITH_RDMA=OFF)");
+		return false;
+	}
+	if (!ip) {
+		snprintf(s->rdma_skip, sizeof(s->rdma_skip), "no RDMA address: set FTREPL_RDMA_IP "
+			 "and FTREPL_RDMA_DEV, or run inside ../shared/rxe-vm (rdma_cm cannot use "
+			 "127.0.0.1)");
+		return false;
+	}
+	tp.device = s->rdma_dev;
+	snprintf(where, sizeof(where), "%s:0", s->rdma_ip);
+	/* In a child: librdmacm and libibverbs keep process-wide state (open
+	 * device contexts) that the run's children must not inherit. */
+	pid = ftb_fork(-1);
+	if (pid == 0) {
+		ret = ftr_tp_listen(&tp, where, &l);
+		if (!ret)
+			ftr_listener_close(l);
+		_exit(-ret & 0xff);
+	}
+	st = pid < 0 ? (int)pid : ftb_wait(pid, 60000);
+	ret = st < 0 ? st : WIFEXITED(st) ? -WEXITSTATUS(st) : -ECHILD;
+	if (ret) {
+		snprintf(s->rdma_skip, sizeof(s->rdma_skip), "RDMA device %s at %s is not usable "
+			 "(listen: %s)", s->rdma_dev, s->rdma_ip, strerror(-ret));
+		return false;
+	}
+	return true;
+}
+
+/* The reference a variant is compared with (shared by equal ones). */
+static int ref_for(struct tr_state *s, const struct tr_variant *v)
+{
+	struct tr_ref *r;
+
+	for (unsigned i = 0; i < s->nrefs; i++)
+		if (s->refs[i].rdma == v->rdma && (v->rdma || s->refs[i].streams == v->nch))
+			return (int)i;
+	r = &s->refs[s->nrefs];
+	r->rdma = v->rdma;
+	r->streams = v->rdma ? 1 : v->nch;
+	if (v->rdma)
+		snprintf(r->label, sizeof(r->label), "ib_write_bw -s 4096");
+	else
+		snprintf(r->label, sizeof(r->label), "iperf3 -P %u", r->streams);
+	return (int)s->nrefs++;
+}
+
+/* ---- references ------------------------------------------------------------------ */
+
+/* iperf3 -P streams on loopback: GB/s received, or -errno. */
+static int iperf3_parallel(unsigned streams, double *gbps, char *err, size_t errlen)
+{
+	char port[16], secs[16], par[16], *buf;
+	const size_t cap = 1 << 20;
+	int ret = -EIO;
+	pid_t server;
+
+	snprintf(port, sizeof(port), "%d", 40000 + (int)((getpid() + streams) % 20000));
+	snprintf(secs, sizeof(secs), "%d", IPERF_SECONDS);
+	snprintf(par, sizeof(par), "%u", streams);
+	buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	server = ftb_fork(-1);
+	if (server < 0) {
+		free(buf);
+		return (int)server;
+	}
+	if (server == 0) {
+		const char *argv[] = { "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", port, NULL };
+
+		if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+			_exit(126);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	for (int attempt = 0; attempt < 10; attempt++) {
+		const char *argv[] = { "iperf3", "-c", "127.0.0.1", "-p", port, "-t", secs,
+				       "-P", par, "-J", NULL };
+		json_t *root, *rcv;
+		json_error_t jerr;
+		const char *msg;
+		int st;
+
+		usleep(attempt ? 300000 : 200000);
+		st = ftb_run_cmd(argv, -1, buf, cap, false, IPERF_SECONDS * 1000 + 20000);
+		root = json_loads(buf, 0, &jerr);
+		rcv = json_object_get(json_object_get(root, "end"), "sum_received");
+		if (st == 0 && json_is_number(json_object_get(rcv, "bits_per_second"))) {
+			*gbps = json_number_value(json_object_get(rcv, "bits_per_second")) / 8e9;
+			ret = 0;
+		} else {
+			msg = json_string_value(json_object_get(root, "error"));
+			snprintf(err, errlen, "iperf3 -P %u: %s", streams,
+				 msg ? msg : st < 0 ? strerror(-st) : "no result");
+		}
+		json_decref(root);
+		if (!ret || !strstr(err, "connect"))
+			break;
+	}
+	ftb_kill(server);
+	ftb_wait(server, 5000);
+	free(buf);
+	return ret;
+}
+
+/* ib_write_bw -s 4096 on the rdma device, server and client at its address,
+ * as tests/rdma/bw.sh runs it; its "BW average" (MiB/s) as GB/s. */
+static int ib_write_bw(const struct tr_state *s, uint64_t iters, double *gbps, char *err,
+		       size_t errlen)
+{
+	const char *gid = getenv("RXE_GID_IDX");
+	char n[24], port[16], out[8192], tailbuf[8192];
+	const char *argv[16];
+	unsigned a = 0;
+	int ret = -EIO;
+	pid_t server;
+
+	if (!ftb_have_program("ib_write_bw")) {
+		snprintf(err, errlen, "ib_write_bw is not installed (perftest; in the VM: "
+			 "--add /usr/bin/ib_write_bw)");
+		return -ENOENT;
+	}
+	snprintf(n, sizeof(n), "%" PRIu64, iters);
+	snprintf(port, sizeof(port), "%d", IBW_PORT);
+	argv[a++] = "ib_write_bw";
+	argv[a++] = "-d";
+	argv[a++] = s->rdma_dev;
+	if (gid) {
+		argv[a++] = "-x";
+		argv[a++] = gid;
+	}
+	argv[a++] = "-s";
+	argv[a++] = "4096";
+	argv[a++] = "-n";
+	argv[a++] = n;
+	argv[a++] = "-F";
+	argv[a++] = "-p";
+	argv[a++] = port;
+	argv[a] = NULL;
+	argv[a + 1] = NULL;
+	snprintf(err, errlen, "ib_write_bw: no result");
+	/* A fresh server per attempt: a failed client may have ended it. */
+	for (int attempt = 0; attempt < 3 && ret; attempt++) {
+		int st;
+
+		argv[a] = NULL;
+		server = ftb_fork(-1);
+		if (server < 0)
+			return (int)server;
+		if (server == 0) {
+			if (!freopen("/dev/null", "w", stdout) ||
+			    !freopen("/dev/null", "w", stderr))
+				_exit(126);
+			execvp(argv[0], (char *const *)argv);
+			_exit(127);
+		}
+		argv[a] = s->rdma_ip;
+		sleep(1 + (unsigned)attempt);	/* the server needs time to listen (TCG) */
+		st = ftb_run_cmd(argv, -1, out, sizeof(out), true, 600000);
+		ftb_kill(server);
+		ftb_wait(server, 5000);
+		/* keeps the output's last non-empty line for the error */
+		snprintf(tailbuf, sizeof(tailbuf), "%s", out);
+		while (strlen(tailbuf) && strchr(" \n", tailbuf[strlen(tailbuf) - 1]))
+			tailbuf[strlen(tailbuf) - 1] = '\0';
+		for (char *save = NULL, *l = strtok_r(out, "\n", &save); l;
+		     l = strtok_r(NULL, "\n", &save)) {
+			unsigned long bytes, it;
+			double peak, avg;
+
+			/* " #bytes #iterations BW peak[MiB/sec] BW average[MiB/sec] MsgRate" */
+			if (sscanf(l, " %lu %lu %lf %lf", &bytes, &it, &peak, &avg) == 4 &&
+			    bytes == 4096 && avg > 0) {
+				*gbps = avg * 1048576.0 / 1e9;
+				ret = 0;
+			}
+		}
+		if (ret) {
+			/* the last line it printed says why */
+			const char *last = strrchr(tailbuf, '\n') ? strrchr(tailbuf, '\n') + 1
+								  : tailbuf;
+
+			snprintf(err, errlen, "ib_write_bw client (attempt %d): %s: %s", attempt + 1,
+				 st < 0 ? strerror(-st) : st ? "failed" : "no 4096-byte result line",
+				 last);
+		}
+	}
+	return ret;
+}
+
+/* Measures every reference into slot k (0 before the runs, 1 after). */
+static void refs_measure(struct ftb_ctx *c, unsigned k)
+{
+	struct tr_state *s = c->priv;
+
+	for (unsigned i = 0; i < s->nrefs; i++) {
+		struct tr_ref *r = &s->refs[i];
+		char err[200] = "";
+		int ret;
+
+		if (r->rdma) {
+			uint64_t iters = c->o.size / 4096 * s->epochs;
+
+			ret = ib_write_bw(s, iters, &r->gbps[k], err, sizeof(err));
+		} else if (!c->o.no_iperf && ftb_have_program("iperf3")) {
+			ret = iperf3_parallel(r->streams, &r->gbps[k], err, sizeof(err));
+		} else if (r->streams == 1) {
+			struct ftb_tcp_ref tr;
+
+			ret = ftb_tcp_reference(-1, -1, "127.0.0.1", IPERF_SECONDS, true, &tr, err,
+						sizeof(err));
+			if (!ret) {
+				r->gbps[k] = tr.gbit_s / 8.0;
+				snprintf(r->label, sizeof(r->label), "%s", tr.tool);
+			}
+		} else {
+			snprintf(err, sizeof(err), "no parallel-stream reference without iperf3");
+			ret = -ENOENT;
+		}
+		if (ret) {
+			r->gbps[k] = 0;
+			snprintf(r->why, sizeof(r->why), "%s", err);
+			ftb_note("reference %s: %s", r->label, err);
+		} else {
+			ftb_note("reference %s (%s): %.3f GB/s", r->label, k ? "after" : "before",
+				 r->gbps[k]);
+		}
+	}
+}
+
+/* The reference's GB/s: the mean of the measurements taken. */
+static double ref_gbps(const struct tr_ref *r)
+{
+	double sum = 0;
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < 2; k++)
+		if (r->gbps[k] > 0) {
+			sum += r->gbps[k];
+			n++;
+		}
+	return n ? sum / n : 0;
+}
+
+/* ---- one replication run ------------------------------------------------------------ */
+
+struct run_cfg {
+	uint64_t size;
+	unsigned epochs;
+	struct ftr_tp_opts tp;
+	unsigned nch;
+	bool no_crc;
+	const char *ip;
+	const char *name;	/* the variant, for messages */
+};
+
+struct rx_sample {
+	uint64_t cpu_ns;
+	uint64_t rx_syscalls;
+	uint64_t committed;
+};
+
+struct tx_report {
+	int ret;
+	struct ftb_repl_res res;
+	char err[256];
+};
+
+static void __attribute__((noreturn))
+standby_child(const struct run_cfg *cfg, int cmd_fd, int rep_fd)
+{
+	struct ftr_standby_opts o = {
+		.tp = cfg->tp,
+		.cache_size = cfg->size,
+		.staging_size = cfg->size,
+		.failover_timeout_ms = 60000,
+		.stall_timeout_ms = 60000,
+		.handshake_timeout_ms = 60000,
+	};
+	char listen[96], err[256] = "";
+	struct ftr_standby *sb;
+	uint16_t port;
+	char c;
+
+	ftr_log_set_ident("ftbench-standby");
+	snprintf(listen, sizeof(listen), "%s:0", cfg->ip);
+	o.listen = listen;
+	if (ftr_standby_create(&o, &sb, err, sizeof(err)) || ftr_standby_start(sb)) {
+		fprintf(stderr, "ftbench: standby: %s\n", err[0] ? err : "cannot start");
+		_exit(1);
+	}
+	port = ftr_standby_port(sb);
+	if (ftb_write_full(rep_fd, &port, sizeof(port)))
+		_exit(1);
+	while (read(cmd_fd, &c, 1) == 1) {
+		struct ftr_standby_status st;
+		struct rx_sample s = { 0 };
+
+		ftr_standby_get_status(sb, &st);
+		s.cpu_ns = ftb_clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+		s.rx_syscalls = st.rx_syscalls;
+		s.committed = st.committed;
+		if (ftb_write_full(rep_fd, &s, sizeof(s)))
+			break;
+	}
+	ftr_standby_stop(sb);
+	ftr_standby_destroy(sb);
+	_exit(0);
+}
+
+static int rx_sample(int cmd_fd, int rep_fd, struct rx_sample *s)
+{
+	char c = 's';
+
+	if (write(cmd_fd, &c, 1) != 1)
+		return -EPIPE;
+	return ftb_read_full(rep_fd, s, sizeof(*s), 30000);
+}
+
+struct engine {
+	struct ftr_primary *p;
+	int ret;
+	uint64_t cpu_end_ns;	/* the engine thread's CPU time when run() returned */
+	atomic_bool done;
+};
+
+static void *engine_main(void *arg)
+{
+	struct engine *e = arg;
+
+	e->ret = ftr_primary_run(e->p);
+	e->cpu_end_ns = ftb_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	atomic_store(&e->done, true);
+	return NULL;
+}
+
+/* CPU time of the process without the calling (monitor) thread. */
+static uint64_t proc_cpu_ns(void)
+{
+	return ftb_clock_ns(CLOCK_PROCESS_CPUTIME_ID) - ftb_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+static int primary_measure(const struct run_cfg *cfg, uint16_t port, int cmd_fd, int rep_fd,
+			   struct ftb_repl_res *r, char *err, size_t errlen)
+{
+	struct ftr_synth_spec spec = { .size = cfg->size, .seed = 7, .rate = 1,
+				       .pattern = FTR_SYNTH_SEQ };
+	struct ftr_primary_opts po = {
+		.tp = cfg->tp,
+		.nchannels = cfg->nch,
+		.no_data_crc = cfg->no_crc,
+		.snapshot = FTR_SNAP_STOP_COPY,
+		.dirty = FTR_DIRTY_FULL,
+		.epoch_ms = 1,
+		.max_epochs = cfg->epochs,
+		.failover_timeout_ms = 60000,
+		.connect_timeout_ms = 60000,
+	};
+	struct ftr_primary_status st, st0;
+	struct rx_sample rx0 = { 0 }, rx1 = { 0 };
+	uint64_t e0 = 0, p0 = 0, p1;
+	struct ftr_workload *wl = NULL;
+	struct engine eng = { 0 };
+	bool sampled = false;
+	clockid_t eclk;
+	char addr[96];
+	pthread_t th;
+	int ret;
+
+	/* every page distinct: one seq write each (page 0 is the control page) */
+	ret = ftr_synth_workload_create(&spec, &wl);
+	if (!ret)
+		ret = ftr_synth_workload_advance(wl, cfg->size / FTR_SYNTH_PAGE - 1);
+	if (ret) {
+		snprintf(err, errlen, "synthetic workload of %" PRIu64 " bytes: %s", cfg->size,
+			 strerror(-ret));
+		goto out_wl;
+	}
+	snprintf(addr, sizeof(addr), "%s:%u", cfg->ip, port);
+	po.connect = addr;
+	ret = ftr_primary_create(&po, wl, &eng.p);
+	if (ret) {
+		snprintf(err, errlen, "cannot create the primary: %s", strerror(-ret));
+		goto out_wl;
+	}
+	ret = -pthread_create(&th, NULL, engine_main, &eng);
+	if (ret) {
+		snprintf(err, errlen, "pthread_create: %s", strerror(-ret));
+		goto out_primary;
+	}
+	ret = -pthread_getcpuclockid(th, &eclk);
+	if (ret) {
+		snprintf(err, errlen, "pthread_getcpuclockid: %s", strerror(-ret));
+		ftr_primary_stop(eng.p);
+		pthread_join(th, NULL);
+		goto out_primary;
+	}
+	memset(&st0, 0, sizeof(st0));
+	while (!atomic_load(&eng.done)) {
+		ftr_primary_get_status(eng.p, &st);
+		if (!sampled && st.state == FTR_STATE_PROTECTED) {
+			/* the initial sync has ended: the measured part begins */
+			e0 = ftb_clock_ns(eclk);
+			p0 = proc_cpu_ns();
+			st0 = st;
+			sampled = !rx_sample(cmd_fd, rep_fd, &rx0);
+		}
+		usleep(MONITOR_POLL_US);
+	}
+	pthread_join(th, NULL);
+	p1 = proc_cpu_ns();
+	ftr_primary_get_status(eng.p, &st);
+	if (eng.ret) {
+		snprintf(err, errlen, "%s run failed: %s", cfg->name, ftr_primary_error(eng.p));
+		ret = eng.ret;
+		goto out_primary;
+	}
+	if (!sampled) {
+		snprintf(err, errlen, "%s: the initial sync was never seen", cfg->name);
+		ret = -EIO;
+		goto out_primary;
+	}
+	ret = rx_sample(cmd_fd, rep_fd, &rx1);
+	if (ret) {
+		snprintf(err, errlen, "lost the standby child");
+		goto out_primary;
+	}
+	/* Guards the meaning of the numbers: the transport and channel count
+	 * asked for, and every epoch committed. */
+	if (strcmp(st.transport, cfg->tp.transport) || st.nchannels != cfg->nch ||
+	    rx1.committed != cfg->epochs) {
+		snprintf(err, errlen, "%s: expected %s with %u channel(s) and epoch %u committed; "
+			 "got %s with %u, committed %" PRIu64, cfg->name, cfg->tp.transport,
+			 cfg->nch, cfg->epochs, st.transport, st.nchannels, rx1.committed);
+		ret = -EPROTO;
+		goto out_primary;
+	}
+	r->seconds = (double)st.epochs_ns / 1e9;
+	r->pages = st.pages_sent - st.sync_pages;
+	r->fill_pages = st.zero_pages_sent - st0.zero_pages_sent;
+	r->tx_syscalls = st.tx_syscalls - st0.tx_syscalls;
+	r->rx_syscalls = rx1.rx_syscalls - rx0.rx_syscalls;
+	r->tx_cpu_s = (double)(eng.cpu_end_ns - e0) / 1e9;
+	r->tx_proc_cpu_s = (double)(p1 - p0) / 1e9;
+	r->rx_cpu_s = (double)(rx1.cpu_ns - rx0.cpu_ns) / 1e9;
+	ret = 0;
+out_primary:
+	ftr_primary_destroy(eng.p);
+out_wl:
+	ftr_workload_destroy(wl);
+	return ret;
+}
+
+/* One run: a fresh standby child and a primary child. */
+static int replicate(const struct run_cfg *cfg, struct ftb_repl_res *res, char *err,
+		     size_t errlen)
+{
+	/* generous: 5 MB/s (tcp) or 1 MB/s (rdma, emulated under TCG) per
+	 * pass over the region, plus start-up */
+	double rate = strcmp(cfg->tp.transport, "rdma") ? 5e6 : 1e6;
+	int timeout_ms = 60000 + (int)((double)cfg->size * (cfg->epochs + 2) / rate * 1000.0);
+	int cmd[2] = { -1, -1 }, rep[2] = { -1, -1 }, out[2] = { -1, -1 }, ret;
+	pid_t sb = -1, pr = -1;
+	struct tx_report tr;
+	uint16_t port;
+
+	if (pipe2(cmd, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
+		ret = -errno;
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	sb = ftb_fork(-1);
+	if (sb == 0) {
+		/* its command pipe must see EOF when the parent closes it */
+		close(cmd[1]);
+		close(rep[0]);
+		close(out[0]);
+		close(out[1]);
+		standby_child(cfg, cmd[0], rep[1]);
+	}
+	if (sb < 0) {
+		ret = (int)sb;
+		snprintf(err, errlen, "fork: %s", strerror(-ret));
+		goto out;
+	}
+	close(cmd[0]);
+	close(rep[1]);
+	cmd[0] = rep[1] = -1;
+	ret = ftb_read_full(rep[0], &port, sizeof(port), 60000);
+	if (ret) {
+		snprintf(err, errlen, "%s: the standby child did not start", cfg->name);
+		goto out;
+	}
+	pr = ftb_fork(-1);
+	if (pr == 0) {
+		close(out[0]);
+		ftr_log_set_ident("ftbench-primary");
+		memset(&tr, 0, sizeof(tr));
+		tr.ret = primary_measure(cfg, port, cmd[1], rep[0], &tr.res, tr.err,
+					 sizeof(tr.err));
+		_exit(ftb_write_full(out[1], &tr, sizeof(tr)) ? 1 : 0);
+	}
+	close(out[1]);
+	out[1] = -1;
+	if (pr < 0) {
+		ret = (int)pr;
+		snprintf(err, errlen, "fork: %s", strerror(-ret));
+		goto out;
+	}
+	ret = ftb_read_full(out[0], &tr, sizeof(tr), timeout_ms);
+	if (ret) {
+		snprintf(err, errlen, "%s: the primary child %s", cfg->name,
+			 ret == -ETIMEDOUT ? "did not finish in time" : "died");
+		goto out;
+	}
+	if (tr.ret) {
+		ret = tr.ret;
+		snprintf(err, errlen, "%s", tr.err);
+		goto out;
+	}
+	*res = tr.res;
+out:
+	if (pr > 0 && ftb_wait(pr, ret ? 0 : 10000) < 0 && !ret) {
+		snprintf(err, errlen, "the primary child did not exit");
+		ret = -ETIMEDOUT;
+	}
+	/* EOF on its command pipe stops the standby */
+	for (unsigned i = 0; i < 2; i++) {
+		if (cmd[i] >= 0)
+			close(cmd[i]);
+		cmd[i] = -1;
+	}
+	if (sb > 0 && ftb_wait(sb, 30000) < 0)
+		ftb_note("the standby child did not exit in time (killed)");
+	for (unsigned i = 0; i < 2; i++) {
+		if (rep[i] >= 0)
+			close(rep[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+	}
+	return ret;
+}
+
+/* ---- the mode -------------------------------------------------------------------------- */
 
 static int tr_prepare(struct ftb_ctx *c, char *err, size_t errlen)
 {
 	struct tr_state *s;
+	unsigned keep = 0;
+	bool want_rdma = false;
+	int ret;
 
 	if (c->o.dup_share >= 0 || c->o.links_set || c->o.no_loopback || c->o.cold_standby) {
 		snprintf(err, errlen, "--dup-share, --link-rate, --no-loopback and --cold-standby "
 			 "belong to --writev-vs-write");
 		return -EINVAL;
 	}
-	for (unsigned v = 0; v < c->nvariants; v++) {
-		struct ftr_tp_opts tp = { .transport = "tcp", .mode = c->variants[v] };
-
-		if (ftr_tp_check_opts(&tp, err, errlen))
-			return -EINVAL;
-	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->epochs = c->o.epochs ? c->o.epochs : DEFAULT_EPOCHS;
 	c->priv = s;
+	for (unsigned v = 0; v < c->nvariants; v++) {
+		ret = parse_variant(c->variants[v], &s->var[v], err, errlen);
+		if (ret)
+			return ret;
+		want_rdma |= s->var[v].rdma;
+	}
+	s->epochs = c->o.epochs ? c->o.epochs : DEFAULT_EPOCHS;
+	if (want_rdma)
+		s->have_rdma = rdma_usable(s);
+	/* Drops the rdma variants when rdma cannot run here (a skip, said). */
+	for (unsigned v = 0; v < c->nvariants; v++) {
+		if (s->var[v].rdma && !s->have_rdma)
+			continue;
+		s->var[keep] = s->var[v];
+		c->variants[keep++] = c->variants[v];
+	}
+	c->nvariants = keep;
+	for (unsigned v = 0; v < c->nvariants; v++)
+		s->var[v].ref = ref_for(s, &s->var[v]);
 	c->ngroups = 1;
-	snprintf(c->groups[0].name, sizeof(c->groups[0].name), "loopback");
+	snprintf(c->groups[0].name, sizeof(c->groups[0].name), "%s",
+		 s->have_rdma ? "loopback+rdma" : "loopback");
 	json_object_set_new(c->config, "epochs", json_integer(s->epochs));
+	if (want_rdma)
+		json_object_set_new(c->config, "rdma",
+				    json_pack("{s:s, s:s, s:o}", "device", s->rdma_dev, "address",
+					      s->rdma_ip, "skipped",
+					      s->have_rdma ? json_false()
+							   : json_string(s->rdma_skip)));
 	fprintf(c->out, "ftbench --transports: %" PRIu64 " MiB region, every page distinct and "
-		"dirty, %u epochs after the initial sync, %u run(s) per mode after %u warm-up, "
-		"loopback\n", c->o.size >> 20, s->epochs, c->o.runs, c->o.warmup);
+		"dirty, %u epochs after the initial sync, %u run(s) per variant after %u warm-up; "
+		"tcp over loopback", c->o.size >> 20, s->epochs, c->o.runs, c->o.warmup);
+	if (s->have_rdma)
+		fprintf(c->out, ", rdma on %s at %s", s->rdma_dev, s->rdma_ip);
+	fputc('\n', c->out);
+	if (want_rdma && !s->have_rdma)
+		fprintf(c->out, "rdma skipped: %s\n", s->rdma_skip);
 	return 0;
 }
 
 static int tr_group_begin(struct ftb_ctx *c, unsigned g, char *err, size_t errlen)
 {
-	struct tr_state *s = c->priv;
-	int ret;
-
-	ret = ftb_tcp_reference(-1, -1, "127.0.0.1", 4.0, c->o.no_iperf, &s->ref, err, errlen);
-	if (ret && !c->o.no_iperf) {
-		ftb_note("%s; using ftbench's own bulk stream", err);
-		ret = ftb_tcp_reference(-1, -1, "127.0.0.1", 4.0, true, &s->ref, err, errlen);
+	(void)g;
+	if (!c->nvariants) {
+		snprintf(err, errlen, "no variant left to run");
+		return -EOPNOTSUPP;
 	}
-	if (ret)
-		return ret;
-	s->have_ref = true;
-	json_object_set_new(c->groups[g].info, "reference",
-			    json_pack("{s:s, s:f, s:f}", "tool", s->ref.tool, "gbit_s",
-				      s->ref.gbit_s, "gbps", s->ref.gbit_s / 8.0));
-	ftb_note("[loopback] reference %s: %.3f GB/s", s->ref.tool, s->ref.gbit_s / 8.0);
+	refs_measure(c, 0);
 	return 0;
+}
+
+static void tr_group_end(struct ftb_ctx *c, unsigned g)
+{
+	struct tr_state *s = c->priv;
+
+	refs_measure(c, 1);
+	for (unsigned i = 0; i < s->nrefs; i++) {
+		const struct tr_ref *r = &s->refs[i];
+
+		json_object_set_new(c->groups[g].info, r->label,
+				    json_pack("{s:f, s:f, s:f}", "gbps_before", r->gbps[0],
+					      "gbps_after", r->gbps[1], "gbps", ref_gbps(r)));
+		/* as before the channel counts: the single-stream tcp one */
+		if (!r->rdma && r->streams == 1)
+			json_object_set_new(c->groups[g].info, "reference",
+					    json_pack("{s:s, s:f, s:f}", "tool",
+						      strncmp(r->label, "iperf3", 6) ? r->label
+										  : "iperf3",
+						      "gbit_s", ref_gbps(r) * 8.0, "gbps",
+						      ref_gbps(r)));
+	}
 }
 
 static int tr_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char *err,
 		  size_t errlen)
 {
 	struct tr_state *s = c->priv;
-	struct ftb_repl_cfg cfg = {
+	const struct tr_variant *var = &s->var[v];
+	struct run_cfg cfg = {
 		.size = c->o.size,
-		.tcp_mode = c->variants[v],
-		.measure = FTB_MEASURE_EPOCHS,
 		.epochs = s->epochs,
-		.tx_ns = -1,
-		.rx_ns = -1,
-		.rx_ip = "127.0.0.1",
+		.tp = { .transport = var->rdma ? "rdma" : "tcp", .mode = var->mode,
+			.device = var->rdma ? s->rdma_dev : NULL },
+		.nch = var->nch,
+		.no_crc = var->no_crc,
+		.ip = var->rdma ? s->rdma_ip : "127.0.0.1",
+		.name = c->variants[v],
 	};
-	struct ftb_repl_res r;
+	struct ftb_repl_res r = { 0 };
 	double gb;
 	int ret;
 
-	ret = ftb_replicate(&cfg, NULL, &r, err, errlen);
+	(void)g;
+	ret = replicate(&cfg, &r, err, errlen);
 	if (ret)
 		return ret;
 	gb = (double)r.pages * 4096.0 / 1e9;
@@ -134,66 +866,137 @@ static int tr_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char *er
 	return 0;
 }
 
+/* summary.best: the tcp variant with the highest median GB/s. */
+static void tr_summary_best(struct ftb_ctx *c)
+{
+	struct tr_state *s = c->priv;
+	double best = 0, ref = 0;
+	int bv = -1;
+
+	for (unsigned v = 0; v < c->nvariants; v++) {
+		struct ftb_stats st;
+
+		if (s->var[v].rdma)
+			continue;
+		ftb_case_stats(c, 0, v, M_GBPS, &st);
+		if (st.median > best) {
+			best = st.median;
+			bv = (int)v;
+		}
+	}
+	if (bv < 0)
+		return;
+	ref = ref_gbps(&s->refs[s->var[bv].ref]);
+	json_object_set_new(c->summary, "best",
+			    json_pack("{s:s, s:f, s:s, s:f}", "mode", c->variants[bv], "gbps",
+				      best, "reference", s->refs[s->var[bv].ref].label,
+				      "ratio_to_reference", ref > 0 ? best / ref : 0));
+}
+
 static void tr_report(struct ftb_ctx *c)
 {
 	struct tr_state *s = c->priv;
-	double ref = s->ref.gbit_s / 8.0, best = 0;
-	const char *best_mode = NULL;
+	json_t *rows = json_array();
 	FILE *o = c->out;
 
-	fprintf(o, "\n%-12s %8s %8s %8s %12s %12s %14s %14s %9s\n", "mode", "GB/s", "min", "max",
-		"tx CPU s/GB", "rx CPU s/GB", "tx syscalls/GB", "rx syscalls/GB", "x ref");
+	if (!c->nvariants) {
+		fprintf(o, "\nnothing measured%s%s\n", s->rdma_skip[0] ? ": rdma skipped: " : "",
+			s->rdma_skip);
+		json_object_set_new(c->summary, "variants", rows);
+		return;
+	}
+	fprintf(o, "\n%-20s %3s %8s %8s %8s %9s %9s %11s %11s  %-20s %8s %7s\n", "variant", "ch",
+		"GB/s", "min", "max", "txCPU/GB", "rxCPU/GB", "tx sys/GB", "rx sys/GB",
+		"reference", "ref GB/s", "x ref");
 	for (unsigned v = 0; v < c->nvariants; v++) {
+		const struct tr_variant *var = &s->var[v];
+		const struct tr_ref *r = &s->refs[var->ref];
+		double ref = ref_gbps(r), ratio;
 		struct ftb_stats st[M__COUNT];
+		char name[40];
 
 		for (unsigned k = 0; k < M__COUNT; k++)
 			ftb_case_stats(c, 0, v, k, &st[k]);
-		if (st[M_GBPS].median > best) {
-			best = st[M_GBPS].median;
-			best_mode = c->variants[v];
-		}
-		fprintf(o, "tcp/%-8s %8.3f %8.3f %8.3f %12.3f %12.3f %14.0f %14.0f %9.2f\n",
-			c->variants[v], st[M_GBPS].median, st[M_GBPS].min, st[M_GBPS].max,
+		ratio = ref > 0 ? st[M_GBPS].median / ref : 0;
+		if (var->rdma)
+			snprintf(name, sizeof(name), "rdma/%s%s", var->mode, var->no_crc ? "-nocrc" : "");
+		else
+			snprintf(name, sizeof(name), "tcp/%s", c->variants[v]);
+		fprintf(o, "%-20s %3u %8.3f %8.3f %8.3f %9.3f %9.3f %11.0f %11.0f  %-20s ", name,
+			var->nch, st[M_GBPS].median, st[M_GBPS].min, st[M_GBPS].max,
 			st[M_TX_CPU].median, st[M_RX_CPU].median, st[M_TX_SYS].median,
-			st[M_RX_SYS].median, ref > 0 ? st[M_GBPS].median / ref : 0);
+			st[M_RX_SYS].median, r->label);
+		if (ref > 0)
+			fprintf(o, "%8.3f %7.2f\n", ref, ratio);
+		else
+			fprintf(o, "%8s %7s\n", "-", "-");
+		json_array_append_new(rows, json_pack(
+			"{s:s, s:s, s:s, s:i, s:f, s:s, s:f, s:f, s:f, s:o, s:f}",
+			"variant", c->variants[v], "transport", var->rdma ? "rdma" : "tcp",
+			"mode", var->mode, "channels", (int)var->nch, "gbps", st[M_GBPS].median,
+			"reference", r->label, "reference_gbps", ref,
+			"reference_gbps_before", r->gbps[0], "reference_gbps_after", r->gbps[1],
+			"ratio_to_reference", ref > 0 ? json_real(ratio) : json_null(),
+			"target", var->rdma ? RDMA_TARGET : TCP_TARGET));
 	}
-	fprintf(o, "%-12s %8.3f\n", s->ref.tool, ref);
-	fprintf(o, "memcpy       %8.3f  (4 KiB pages, same run)\n", c->memcpy_gbps);
-	fprintf(o, "(medians of %u runs; tx CPU is the sending thread)\n", c->o.runs);
-	if (best_mode && ref > 0)
-		fprintf(o, "\nbest: tcp/%s %.3f GB/s = %.2fx %s (target 0.75x)\n", best_mode, best,
-			best / ref, s->ref.tool);
-	json_object_set_new(c->summary, "reference",
-			    json_pack("{s:s, s:f}", "tool", s->ref.tool, "gbps", ref));
-	if (best_mode)
-		json_object_set_new(c->summary, "best",
-				    json_pack("{s:s, s:f, s:f}", "mode", best_mode, "gbps", best,
-					      "ratio_to_reference", ref > 0 ? best / ref : 0));
+	fprintf(o, "memcpy               %12.3f  (4 KiB pages, same run)\n", c->memcpy_gbps);
+	fprintf(o, "(medians of %u runs; tx CPU is the sending thread; each reference is the mean "
+		"of one measurement before and one after the runs:", c->o.runs);
+	for (unsigned i = 0; i < s->nrefs; i++)
+		fprintf(o, " %s %.3f/%.3f%s", s->refs[i].label, s->refs[i].gbps[0],
+			s->refs[i].gbps[1], i + 1 < s->nrefs ? "," : ")\n");
+	if (!s->nrefs)
+		fprintf(o, ")\n");
+	/* The conclusions: each variant against its reference and target. */
+	fputc('\n', o);
+	for (unsigned v = 0; v < c->nvariants; v++) {
+		const struct tr_variant *var = &s->var[v];
+		const struct tr_ref *r = &s->refs[var->ref];
+		double ref = ref_gbps(r), target = var->rdma ? RDMA_TARGET : TCP_TARGET;
+		struct ftb_stats st;
+
+		ftb_case_stats(c, 0, v, M_GBPS, &st);
+		if (ref <= 0) {
+			fprintf(o, "%-18s %u ch: %.3f GB/s; no reference (%s)\n", c->variants[v],
+				var->nch, st.median, r->why);
+			continue;
+		}
+		fprintf(o, "%-18s %u ch: %.3f GB/s = %.2fx %s (target %.2fx: %s)\n",
+			c->variants[v], var->nch, st.median, st.median / ref, r->label, target,
+			st.median / ref >= target ? "met" : "NOT met");
+	}
+	if (s->rdma_skip[0])
+		fprintf(o, "rdma skipped: %s\n", s->rdma_skip);
+	json_object_set_new(c->summary, "variants", rows);
+	tr_summary_best(c);
+	if (s->rdma_skip[0])
+		json_object_set_new(c->summary, "rdma_skipped", json_string(s->rdma_skip));
 }
 
 static int tr_plot(struct ftb_ctx *c, FILE *gp, const char *datafile, FILE *data)
 {
 	struct tr_state *s = c->priv;
 
+	if (!c->nvariants)
+		return -ENODATA;
 	for (unsigned v = 0; v < c->nvariants; v++) {
 		struct ftb_stats st;
 
 		ftb_case_stats(c, 0, v, M_GBPS, &st);
-		fprintf(data, "tcp/%s %.6f %.6f %.6f\n", c->variants[v], st.median, st.min, st.max);
+		fprintf(data, "%s %.6f %.6f %.6f %.6f\n", c->variants[v], st.median, st.min, st.max,
+			ref_gbps(&s->refs[s->var[v].ref]));
 	}
-	fprintf(gp, "set title \"ftbench --transports: %" PRIu64 " MiB, every page every epoch, "
-		"loopback (median, min-max of %u runs)\"\n", c->o.size >> 20, c->o.runs);
+	fprintf(gp, "set title \"ftbench --transports: %" PRIu64 " MiB, every page every epoch "
+		"(median, min-max of %u runs)\"\n", c->o.size >> 20, c->o.runs);
 	fprintf(gp, "set ylabel 'GB/s of page payload'\n"
 		"set style data histogram\n"
 		"set style histogram errorbars gap 1 lw 1\n"
 		"set style fill solid 0.6 border -1\n"
 		"set grid ytics\nset yrange [0:*]\nset xrange [-0.5:%u.5]\n"
 		"set key top left\n", c->nvariants - 1);
-	fprintf(gp, "plot '%s' using 2:3:4:xtic(1) title 'ftrepl'", datafile);
-	if (s->have_ref)
-		fprintf(gp, ", %.6f with lines lw 2 dt 2 title '%s (same run)'", s->ref.gbit_s / 8.0,
-			s->ref.tool);
-	fputc('\n', gp);
+	fprintf(gp, "plot '%s' using 2:3:4:xtic(1) title 'ftrepl', "
+		"'' using 0:5 with points pt 7 ps 1.5 title 'reference (iperf3 -P N / "
+		"ib_write_bw, same run)'\n", datafile);
 	return 0;
 }
 
@@ -205,16 +1008,17 @@ static void tr_finish(struct ftb_ctx *c)
 
 const struct ftb_mode ftb_mode_transports = {
 	.name = "transports",
-	.summary = "replicate a region with every page dirty over loopback in each tcp mode:\n"
-		   "payload GB/s, CPU s/GB and syscalls/GB on each side, next to iperf3\n"
-		   "measured in the same run",
+	.summary = "replicate a region with every page dirty per transport variant: tcp modes\n"
+		   "with 1/2/4 data channels over loopback (against iperf3 -P N) and rdma\n"
+		   "(against ib_write_bw -s 4096; skipped without a device); payload GB/s,\n"
+		   "CPU s/GB and syscalls/GB on each side, references measured in the same run",
 	.example = "ftbench --transports --size 1G --runs 3",
-	.duration = "takes about 1-2 min (1G, 3 runs + 1 warm-up, 3 modes)",
-	.default_variants = "write,writev"
+	.duration = "takes about 2-3 min (1G, 3 runs + 1 warm-up, default variants)",
+	.default_variants = "write,writev,writev-2ch,writev-4ch"
 #ifdef FTREPL_HAVE_URING
 			    ",uring"
 #endif
-	,
+			    ",rdma",
 	.default_size = 1ull << 30,
 	.default_runs = 3,
 	.metrics = metrics,
@@ -222,6 +1026,7 @@ const struct ftb_mode ftb_mode_transports = {
 	.prepare = tr_prepare,
 	.group_begin = tr_group_begin,
 	.run = tr_run,
+	.group_end = tr_group_end,
 	.report = tr_report,
 	.plot = tr_plot,
 	.finish = tr_finish,

@@ -78,6 +78,9 @@ struct sb_epoch {
 	bool has_blob;
 	uint64_t slot_begin, slot_end;
 	uint64_t npages_staged; /* entries holding a slot */
+	uint32_t *hidx;		/* resume index: entry + 1 by page hash, 0 = empty */
+	uint64_t hmask;
+	_Atomic uint8_t *est;	/* resume claim state per entry */
 	struct sb_epoch *next;	/* pending queue */
 };
 
@@ -170,28 +173,23 @@ struct ftr_standby {
  * The resume overlay. Once a promoted standby starts serving a resuming
  * workload, the committed image is the cache plus the pending epochs still
  * in staging. Applying those epochs in order would make the first fault on
- * a pending page wait for every epoch before it, so the pending queue is
- * frozen into a hash of the latest copy of each pending page. Each entry is
- * applied exactly once, by whichever comes first: a fault that needs the
- * page, or the applier walking the table. The claim (state 0 -> 1 -> 2)
- * makes the two paths agree without a lock; building the table costs
- * O(pending pages), never O(cache).
+ * a pending page wait for every epoch before it. Instead each committed
+ * epoch gets a small hash index of its entries at its commit (O(its
+ * entries), paid then, not at the failover), and a resume only freezes the
+ * list of pending epochs: O(pending epochs), independent of the cache size
+ * and of the number of pending pages. The latest pending copy of a page is
+ * found by probing the epochs newest first; each entry is applied at most
+ * once, by whichever comes first: a fault that needs the page, or the
+ * applier walking the epochs (which skips copies a newer epoch supersedes).
+ * The claim (state 0 -> 1 -> 2) makes the two paths agree without a lock.
  */
-enum { OV_PENDING = 0, OV_APPLYING = 1, OV_APPLIED = 2 };
-
-struct sb_ov_ent {
-	uint64_t key;		/* ((region << 48) | page) + 1; 0 = empty */
-	uint64_t pos;		/* staging ring position of the latest copy */
-	uint8_t is_fill;
-	uint8_t fill;
-	_Atomic uint8_t state;
-};
+enum { OV_PENDING = 0, OV_APPLYING = 1, OV_APPLIED = 2, OV_SUPERSEDED = 3 };
 
 struct sb_overlay {
-	struct sb_ov_ent *tab;
-	uint64_t mask;		/* table size - 1 (power of two) */
-	uint64_t n;		/* entries used */
-	atomic_uint_fast64_t remaining; /* entries not yet applied */
+	struct sb_epoch **eps;	/* pending epochs, oldest first, frozen */
+	size_t neps;
+	uint64_t n;		/* entries in them when the resume began */
+	atomic_uint_fast64_t remaining; /* entries neither applied nor superseded */
 	atomic_uint_fast64_t on_demand;	/* applied by a fault first */
 };
 
@@ -246,6 +244,8 @@ static void epoch_free(struct sb_epoch *ep)
 		return;
 	free(ep->ent);
 	free(ep->blob);
+	free(ep->hidx);
+	free((void *)ep->est);
 	free(ep);
 }
 
@@ -468,59 +468,109 @@ static inline uint64_t ov_key(uint32_t region, uint64_t page)
 	return (((uint64_t)region << 48) | page) + 1;
 }
 
-static inline uint64_t ov_slot(const struct sb_overlay *ov, uint64_t key)
+static inline uint64_t ov_hash(uint64_t key)
 {
 	key ^= key >> 33;
 	key *= 0xff51afd7ed558ccdull;
 	key ^= key >> 33;
-	return key & ov->mask;
+	return key;
 }
 
-static struct sb_ov_ent *ov_find(struct sb_overlay *ov, uint64_t key, bool insert)
+/* Builds an epoch's resume index. Called at its commit, with lock held:
+ * O(entries), a few ms for the largest epoch. On allocation failure the
+ * epoch simply has no index and a resume builds it then. */
+static int epoch_index(struct sb_epoch *ep)
 {
-	for (uint64_t i = ov_slot(ov, key);; i = (i + 1) & ov->mask) {
-		struct sb_ov_ent *e = &ov->tab[i];
+	uint64_t size = 16;
 
-		if (e->key == key)
-			return e;
-		if (!e->key) {
-			if (!insert)
-				return NULL;
-			e->key = key;
-			ov->n++;
-			return e;
+	if (ep->hidx || !ep->nent)
+		return 0;
+	while (size < 2 * (uint64_t)ep->nent)
+		size <<= 1;
+	ep->hidx = calloc(size, sizeof(uint32_t));
+	ep->est = calloc(ep->nent, 1);
+	if (!ep->hidx || !ep->est) {
+		free(ep->hidx);
+		free((void *)ep->est);
+		ep->hidx = NULL;
+		ep->est = NULL;
+		return -ENOMEM;
+	}
+	ep->hmask = size - 1;
+	for (size_t i = 0; i < ep->nent; i++) {
+		uint64_t key = ov_key(ep->ent[i].region, ep->ent[i].page);
+
+		for (uint64_t h = ov_hash(key) & ep->hmask;; h = (h + 1) & ep->hmask) {
+			uint32_t j = ep->hidx[h];
+
+			/* A page sent twice in one epoch: the later copy wins, as
+			 * when the epoch is applied in order. */
+			if (!j || ov_key(ep->ent[j - 1].region, ep->ent[j - 1].page) == key) {
+				ep->hidx[h] = (uint32_t)i + 1;
+				break;
+			}
 		}
+	}
+	return 0;
+}
+
+static long epoch_lookup(const struct sb_epoch *ep, uint64_t key)
+{
+	if (!ep->hidx)
+		return -1;
+	for (uint64_t h = ov_hash(key) & ep->hmask;; h = (h + 1) & ep->hmask) {
+		uint32_t j = ep->hidx[h];
+
+		if (!j)
+			return -1;
+		if (ov_key(ep->ent[j - 1].region, ep->ent[j - 1].page) == key)
+			return (long)j - 1;
 	}
 }
 
-/* Copies one overlay entry into the cache, exactly once whoever asks. A
- * caller that loses the claim waits for the winner's single page copy. */
-static void ov_apply(struct ftr_standby *sb, struct sb_overlay *ov, struct sb_ov_ent *e,
-		     bool demand)
+/* The latest pending copy of a page: epochs newest first. */
+static bool ov_find(const struct sb_overlay *ov, uint64_t key, size_t *k, size_t *i)
+{
+	for (size_t e = ov->neps; e-- > 0;) {
+		long j = epoch_lookup(ov->eps[e], key);
+
+		if (j >= 0) {
+			*k = e;
+			*i = (size_t)j;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Copies one entry into the cache, exactly once whoever asks. A caller that
+ * loses the claim waits for the winner's single page copy. */
+static void ov_apply(struct ftr_standby *sb, struct sb_overlay *ov, struct sb_epoch *ep,
+		     size_t i, bool demand)
 {
 	uint8_t expect = OV_PENDING;
 
-	if (atomic_compare_exchange_strong(&e->state, &expect, OV_APPLYING)) {
-		uint32_t region = (uint32_t)((e->key - 1) >> 48);
-		uint64_t page = (e->key - 1) & ((1ull << 48) - 1);
-		uint8_t *dst = cache_page(sb, region, page);
+	if (atomic_compare_exchange_strong(&ep->est[i], &expect, OV_APPLYING)) {
+		const struct sb_ent *se = &ep->ent[i];
+		uint8_t *dst = cache_page(sb, se->region, se->page);
 
-		if (e->is_fill)
-			memset(dst, e->fill, sb->page_size);
+		if (se->is_fill)
+			memset(dst, se->fill, sb->page_size);
 		else
-			memcpy(dst, slot_addr(sb, e->pos), sb->page_size);
-		atomic_store_explicit(&e->state, OV_APPLIED, memory_order_release);
+			memcpy(dst, slot_addr(sb, se->pos), sb->page_size);
+		atomic_store_explicit(&ep->est[i], OV_APPLIED, memory_order_release);
 		atomic_fetch_sub(&ov->remaining, 1);
 		if (demand)
 			atomic_fetch_add(&ov->on_demand, 1);
 		return;
 	}
-	while (atomic_load_explicit(&e->state, memory_order_acquire) != OV_APPLIED)
+	while (atomic_load_explicit(&ep->est[i], memory_order_acquire) == OV_APPLYING)
 		sched_yield();
 }
 
-/* Applies every overlay entry not applied yet, then gives the pending
- * epochs' slots back. Caller holds apply_lock. */
+/* Applies every entry not applied yet (skipping copies a newer epoch
+ * supersedes), then gives the pending epochs' slots back. Caller holds
+ * apply_lock. */
 static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov)
 {
 #ifdef FTREPL_TEST_HOOKS
@@ -532,11 +582,26 @@ static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov)
 			usleep((useconds_t)atoi(d) * 1000);
 	}
 #endif
-	for (uint64_t i = 0; i <= ov->mask; i++) {
-		if (atomic_load(&sb->stop))
-			return;
-		if (ov->tab[i].key)
-			ov_apply(sb, ov, &ov->tab[i], false);
+	for (size_t k = 0; k < ov->neps; k++) {
+		struct sb_epoch *ep = ov->eps[k];
+
+		for (size_t i = 0; i < ep->nent; i++) {
+			uint64_t key = ov_key(ep->ent[i].region, ep->ent[i].page);
+			uint8_t expect = OV_PENDING;
+			size_t kk, ii;
+
+			if (atomic_load(&sb->stop))
+				return;
+			if (atomic_load(&ep->est[i]) != OV_PENDING)
+				continue;
+			if (ov_find(ov, key, &kk, &ii) && (kk != k || ii != i)) {
+				if (atomic_compare_exchange_strong(&ep->est[i], &expect,
+								   OV_SUPERSEDED))
+					atomic_fetch_sub(&ov->remaining, 1);
+				continue;
+			}
+			ov_apply(sb, ov, ep, i, false);
+		}
 	}
 	pthread_mutex_lock(&sb->lock);
 	while (sb->pend_head) {
@@ -545,7 +610,7 @@ static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov)
 		sb->pend_head = ep->next;
 		epoch_release_slots(sb, ep);
 		sb->applied = ep->epoch;
-		epoch_free(ep);
+		/* The overlay keeps pointing at it: freed with the overlay. */
 	}
 	sb->pend_tail = NULL;
 	sb->pending_pages = 0;
@@ -557,8 +622,8 @@ static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov)
 int ftr_standby_resume_begin(struct ftr_standby *sb)
 {
 	struct sb_overlay *ov = NULL;
-	uint64_t n = 0, size = 16;
 	struct sb_epoch *ep;
+	size_t n = 0;
 	int ret = 0;
 
 	/* Makes an epoch copy in progress stop within 256 pages. */
@@ -577,36 +642,32 @@ int ftr_standby_resume_begin(struct ftr_standby *sb)
 		goto out;
 	}
 	for (ep = sb->pend_head; ep; ep = ep->next)
-		n += ep->nent;
-	while (size < 2 * n)
-		size <<= 1;
+		n++;
 	ov = calloc(1, sizeof(*ov));
 	if (ov)
-		ov->tab = calloc(size, sizeof(*ov->tab));
-	if (!ov || !ov->tab) {
+		ov->eps = calloc(n ? n : 1, sizeof(*ov->eps));
+	if (!ov || !ov->eps) {
 		free(ov);
 		atomic_store(&sb->resume_req, false);
 		ret = -ENOMEM;
 		goto out;
 	}
-	ov->mask = size - 1;
-	/* Oldest epoch first: a later copy of a page overwrites the entry. */
 	for (ep = sb->pend_head; ep; ep = ep->next) {
-		for (size_t i = 0; i < ep->nent; i++) {
-			const struct sb_ent *se = &ep->ent[i];
-			struct sb_ov_ent *e = ov_find(ov, ov_key(se->region, se->page), true);
-
-			e->pos = se->pos;
-			e->is_fill = se->is_fill;
-			e->fill = se->fill;
+		if (epoch_index(ep)) {	/* only if it failed at commit */
+			free(ov->eps);
+			free(ov);
+			atomic_store(&sb->resume_req, false);
+			ret = -ENOMEM;
+			goto out;
 		}
+		ov->eps[ov->neps++] = ep;
+		ov->n += ep->nent;
 	}
 	atomic_store(&ov->remaining, ov->n);
 	atomic_store(&sb->overlay, ov);
 	sb->state = FTR_STATE_RESUMING;
-	pr_info("resuming epoch %" PRIu64 ": %" PRIu64 " page(s) of %" PRIu64
-		" pending epoch(s) served from staging on demand",
-		sb->committed, ov->n, sb->pending_epochs);
+	pr_info("resuming epoch %" PRIu64 ": %" PRIu64 " page(s) of %zu pending epoch(s) served "
+		"from staging on demand", sb->committed, ov->n, ov->neps);
 	pthread_cond_broadcast(&sb->cv);
 out:
 	pthread_mutex_unlock(&sb->lock);
@@ -628,10 +689,11 @@ int ftr_standby_page_ready(struct ftr_standby *sb, uint32_t region, uint64_t fir
 	if (!atomic_load(&ov->remaining))
 		return 0;
 	for (uint64_t p = first; p < first + npages; p++) {
-		struct sb_ov_ent *e = ov_find(ov, ov_key(region, p), false);
+		size_t k, i;
 
-		if (e && atomic_load_explicit(&e->state, memory_order_acquire) != OV_APPLIED)
-			ov_apply(sb, ov, e, true);
+		if (ov_find(ov, ov_key(region, p), &k, &i) &&
+		    atomic_load_explicit(&ov->eps[k]->est[i], memory_order_acquire) != OV_APPLIED)
+			ov_apply(sb, ov, ov->eps[k], i, true);
 	}
 	return 0;
 }
@@ -1388,6 +1450,8 @@ static int on_commit(struct sb_conn *c, const struct ftr_wire_hdr *hdr, char *ms
 		ep->epoch = e;
 		ep->slot_begin = cm.slot_end - ep->pages;
 		ep->slot_end = cm.slot_end;
+		/* Paid now so that a failover never pays it: see the overlay. */
+		epoch_index(ep);
 		ep->next = NULL;
 		if (sb->pend_tail)
 			sb->pend_tail->next = ep;
@@ -1861,15 +1925,22 @@ void ftr_standby_destroy(struct ftr_standby *sb)
 	ftr_standby_stop(sb);
 	reap_conns(sb, true);
 	discard_inflight(sb);
+	if (atomic_load(&sb->overlay)) {
+		struct sb_overlay *ov = atomic_load(&sb->overlay);
+
+		/* A resume froze every pending epoch into the overlay and no
+		 * epoch was committed after it (fenced): it owns them all. */
+		for (size_t k = 0; k < ov->neps; k++)
+			epoch_free(ov->eps[k]);
+		free(ov->eps);
+		free(ov);
+		sb->pend_head = NULL;
+	}
 	while (sb->pend_head) {
 		struct sb_epoch *ep = sb->pend_head;
 
 		sb->pend_head = ep->next;
 		epoch_free(ep);
-	}
-	if (atomic_load(&sb->overlay)) {
-		free(atomic_load(&sb->overlay)->tab);
-		free(atomic_load(&sb->overlay));
 	}
 	ftr_listener_close(sb->listener);
 	munmap(sb->staging, sb->staging_bytes);

@@ -11,6 +11,7 @@ wait_until 10 state_is "$WORK/rx.sock" protected || fail "not protected"
 sleep 0.5
 kill -9 "$TX_PID"; wait "$TX_PID" 2>/dev/null || true
 wait_until 10 state_is "$WORK/rx.sock" promoted || fail "not promoted"
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_sigbus=0" \
 "$FTR_BIN/tests/integration/ftr-resume-client" --sock "$WORK/resume.sock" --mode anon \
 	--touch-slowly >"$WORK/client.log" 2>&1 &
 CPID=$!
