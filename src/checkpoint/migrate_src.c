@@ -1210,6 +1210,17 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 			*how = s->o.mode == FTR_MIG_PRECOPY ? MS_SW_STOPCOPY : MS_SW_POSTCOPY;
 			return 0;
 		}
+		/* Hybrid: once the workload dirties memory at least as fast as
+		 * the link moves it, more rounds cannot shrink what is left;
+		 * every further round only adds to the total time (unless the
+		 * user asked for a number of rounds). */
+		if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && bw && dirty_bps >= bw) {
+			pr_info("round %" PRIu64 ": dirty rate %.1f MB/s >= link %.1f MB/s: precopy "
+				"cannot converge, switching to postcopy", r, dirty_bps / 1e6,
+				bw / 1e6);
+			*how = MS_SW_POSTCOPY;
+			return 0;
+		}
 		if (r >= max) {
 			if (s->o.mode == FTR_MIG_HYBRID) {
 				*how = MS_SW_POSTCOPY;
