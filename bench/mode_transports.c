@@ -414,7 +414,7 @@ static void refs_measure(struct ftb_ctx *c, unsigned k)
 		}
 		if (ret) {
 			r->gbps[k] = 0;
-			snprintf(r->why, sizeof(r->why), "%s", err);
+			snprintf(r->why, sizeof(r->why), "%.*s", (int)sizeof(r->why) - 1, err);
 			ftb_note("reference %s: %s", r->label, err);
 		} else {
 			ftb_note("reference %s (%s): %.3f GB/s", r->label, k ? "after" : "before",
@@ -913,7 +913,7 @@ static void tr_report(struct ftb_ctx *c)
 		const struct tr_ref *r = &s->refs[var->ref];
 		double ref = ref_gbps(r), ratio;
 		struct ftb_stats st[M__COUNT];
-		char name[40];
+		char name[96];
 
 		for (unsigned k = 0; k < M__COUNT; k++)
 			ftb_case_stats(c, 0, v, k, &st[k]);
