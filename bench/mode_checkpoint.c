@@ -755,6 +755,49 @@ static void ck_finish(struct ftb_ctx *c)
 	c->priv = NULL;
 }
 
+/* --plot: epoch pause (median) against the measured dirty share per epoch,
+ * one line per protected variant. */
+static int ck_plot(struct ftb_ctx *c, FILE *gp, const char *datafile, FILE *data)
+{
+	unsigned nlines = 0;
+
+	if (!c->nvariants || !c->ngroups)
+		return -ENODATA;
+	for (unsigned v = 0; v < c->nvariants; v++) {
+		if (!strcmp(c->variants[v], "unprotected"))
+			continue;
+		fprintf(data, "# %s\n", c->variants[v]);
+		for (unsigned g = 0; g < c->ngroups; g++) {
+			struct ftb_stats x, y;
+
+			if (c->groups[g].skipped)
+				continue;
+			ftb_case_stats(c, g, v, M_DIRTY_PCT, &x);
+			ftb_case_stats(c, g, v, M_PAUSE_MED_US, &y);
+			fprintf(data, "%.3f %.3f\n", x.median, y.median / 1000.0);
+		}
+		fprintf(data, "\n\n");
+		nlines++;
+	}
+	if (!nlines)
+		return -ENODATA;
+	fprintf(gp, "set title \"ftbench --checkpoint: epoch pause against dirty pages per epoch "
+		"(%" PRIu64 " MiB, 20 ms epochs)\"\n", c->o.size >> 20);
+	fprintf(gp, "set xlabel '%% of the region dirtied per epoch (measured)'\n"
+		"set ylabel 'epoch pause, median (ms)'\nset grid\nset key top left\n"
+		"set yrange [0:*]\n");
+	fprintf(gp, "plot ");
+	for (unsigned v = 0, i = 0; v < c->nvariants; v++) {
+		if (!strcmp(c->variants[v], "unprotected"))
+			continue;
+		fprintf(gp, "%s'%s' index %u using 1:2 with linespoints title '%s'",
+			i ? ", " : "", datafile, i, c->variants[v]);
+		i++;
+	}
+	fprintf(gp, "\n");
+	return 0;
+}
+
 const struct ftb_mode ftb_mode_checkpoint = {
 	.name = "checkpoint",
 	.summary = "replicate a workload dirtying 1/10/30 % of its pages per 20 ms epoch with\n"
@@ -773,5 +816,6 @@ const struct ftb_mode ftb_mode_checkpoint = {
 	.group_begin = ck_group_begin,
 	.run = ck_run,
 	.report = ck_report,
+	.plot = ck_plot,
 	.finish = ck_finish,
 };
