@@ -81,7 +81,7 @@ static void usage(void)
 	       "  --runs N          measured runs per case (1..%d); mean, std, median, min, max\n"
 	       "  --warmup N        unrecorded runs per case before them (0..%d, default 1;\n"
 	       "                    0 for --checkpoint and --failover)\n"
-	       "  --modes LIST      tcp modes to compare (write, writev, uring)\n"
+	       "  --modes LIST      the variants to compare (each mode's --help line lists them)\n"
 	       "  --no-iperf        TCP reference from ftbench's own bulk stream, not iperf3\n"
 	       "  --json            print one JSON document (every raw sample, the machine)\n"
 	       "                    on stdout; the tables go to stderr\n"
