@@ -38,27 +38,62 @@
 #define MD_ACCEPT_MS 100
 #define MD_DATA_IDLE_MS 200
 
-void md_fail(struct ftr_migrate_dst *d, const char *fmt, ...)
+/*
+ * Fails the migration with the first reason given. When tell is set, the
+ * peer is sent an ERROR naming it after the reason is recorded and before
+ * the channels are shut, so a peer that closes on reading it cannot replace
+ * the reason with "connection closed".
+ */
+static void md_fail_tellv(struct ftr_migrate_dst *d, struct ftr_chan *tell, const char *fmt,
+			  va_list ap) FTR_PRINTF(3, 0);
+
+static void md_fail_tellv(struct ftr_migrate_dst *d, struct ftr_chan *tell, const char *fmt,
+			  va_list ap)
 {
-	va_list ap;
+	bool claimed = false;
 
 	pthread_mutex_lock(&d->lock);
 	if (!d->failed && d->phase != FTR_MIG_COMPLETED) {
 		d->failed = true;
-		va_start(ap, fmt);
+		claimed = true;
 		vsnprintf(d->err, sizeof(d->err), fmt, ap);
-		va_end(ap);
 		pr_err("%s", d->err);
 		d->phase = FTR_MIG_FAILED;
 		if (!d->t_done)
 			d->t_done = ftr_now_ns();
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (claimed && tell)
+		ftr_send_error(tell, FTR_WERR_PROTOCOL, "%s", d->err);
+	pthread_mutex_lock(&d->lock);
+	if (claimed)
 		for (struct md_conn *c = d->conns; c; c = c->next)
 			if (c->chan)
 				ftr_chan_shutdown(c->chan);
-	}
 	pthread_cond_broadcast(&d->cv);
 	pthread_mutex_unlock(&d->lock);
 	md_wake_waiters(d);
+}
+
+void md_fail(struct ftr_migrate_dst *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	md_fail_tellv(d, NULL, fmt, ap);
+	va_end(ap);
+}
+
+static void md_fail_tell(struct ftr_migrate_dst *d, struct ftr_chan *tell, const char *fmt, ...)
+	FTR_PRINTF(3, 4);
+
+static void md_fail_tell(struct ftr_migrate_dst *d, struct ftr_chan *tell, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	md_fail_tellv(d, tell, fmt, ap);
+	va_end(ap);
 }
 
 void md_set_completed_if_done(struct ftr_migrate_dst *d)
@@ -392,9 +427,8 @@ static void data_loop(struct md_conn *c)
 		case FTR_REC_ZERO_PAGES:
 			ret = md_take_pages(c, c->rec, msg, sizeof(msg));
 			if (ret == -EPROTO) {
-				ftr_send_error(c->chan, FTR_WERR_PROTOCOL, "%s", msg);
-				md_fail(d, "bad %s on channel %u: %s",
-					ftr_rec_type_name(c->rec->hdr.type), c->role, msg);
+				md_fail_tell(d, c->chan, "bad %s on channel %u: %s",
+					     ftr_rec_type_name(c->rec->hdr.type), c->role, msg);
 			} else if (ret) {
 				md_conn_broken(d, inc, ret, "channel %u: %s", c->role, errname(ret));
 			}
@@ -783,8 +817,7 @@ static void control_loop(struct md_conn *c)
 			break;
 		}
 		if (ret == -EPROTO) {
-			ftr_send_error(c->chan, FTR_WERR_PROTOCOL, "%s", msg);
-			md_fail(d, "%s", msg);
+			md_fail_tell(d, c->chan, "%s", msg);
 			break;
 		}
 		if (ret == -ECANCELED)

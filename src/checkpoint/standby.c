@@ -120,6 +120,7 @@ struct ftr_standby {
 	/* session (under lock) */
 	uint64_t sess_seq;	/* increments per session; 0 = none ever */
 	bool sess_active;
+	bool sess_failing;	/* a channel has claimed the session's failure */
 	bool fenced;
 	uint8_t session[16];
 	uint64_t generation;
@@ -788,12 +789,19 @@ static void session_end_locked(struct ftr_standby *sb, bool orderly, const char 
 	pthread_cond_broadcast(&sb->cv);
 }
 
-/* A failure of session sess_seq: logs, records and ends it. */
-static void session_fail(struct ftr_standby *sb, uint64_t sess_seq, const char *fmt, ...)
-	FTR_PRINTF(3, 4);
+/*
+ * A failure of session sess_seq: logs, records and ends it. The first
+ * channel to fail claims the failure, so its reason is the one recorded even
+ * when the primary, told of it by an ERROR record (sent when tell is set),
+ * closes its other channels before the session is ended.
+ */
+static void session_fail_tell(struct ftr_standby *sb, uint64_t sess_seq, struct ftr_chan *tell,
+			      const char *fmt, ...) FTR_PRINTF(4, 5);
 
-static void session_fail(struct ftr_standby *sb, uint64_t sess_seq, const char *fmt, ...)
+static void session_fail_tell(struct ftr_standby *sb, uint64_t sess_seq, struct ftr_chan *tell,
+			      const char *fmt, ...)
 {
+	bool claimed = false;
 	char msg[256];
 	va_list ap;
 
@@ -801,13 +809,24 @@ static void session_fail(struct ftr_standby *sb, uint64_t sess_seq, const char *
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&sb->lock);
-	if (sb->sess_active && sb->sess_seq == sess_seq) {
+	if (sb->sess_active && sb->sess_seq == sess_seq && !sb->sess_failing) {
+		sb->sess_failing = true;
+		claimed = true;
 		pr_err("session failed: %s", msg);
 		sb_set_error(sb, "%s", msg);
-		session_end_locked(sb, false, msg);
 	}
 	pthread_mutex_unlock(&sb->lock);
+	if (!claimed)
+		return;
+	if (tell)
+		ftr_send_error(tell, FTR_WERR_PROTOCOL, "%s", msg);
+	pthread_mutex_lock(&sb->lock);
+	if (sb->sess_active && sb->sess_seq == sess_seq)
+		session_end_locked(sb, false, msg);
+	pthread_mutex_unlock(&sb->lock);
 }
+
+#define session_fail(sb, seq, ...) session_fail_tell(sb, seq, NULL, __VA_ARGS__)
 
 int ftr_standby_promote(struct ftr_standby *sb, const char *reason)
 {
@@ -924,6 +943,7 @@ static int session_begin_locked(struct ftr_standby *sb, struct sb_conn *c,
 	}
 	sb->sess_seq++;
 	sb->sess_active = true;
+	sb->sess_failing = false;
 	memcpy(sb->session, h->session, 16);
 	sb->generation = h->generation;
 	sb->hello = *h;
@@ -1594,10 +1614,9 @@ static void *conn_main(void *arg)
 		if (ret == -ESHUTDOWN)
 			break;
 		if (ret < 0) {
-			if (ret == -EPROTO)
-				ftr_send_error(c->chan, FTR_WERR_PROTOCOL, "%s", msg);
-			session_fail(sb, c->sess_seq, "channel %d (%s): %s", c->channel,
-				     ftr_chan_peer(c->chan), msg);
+			session_fail_tell(sb, c->sess_seq, ret == -EPROTO ? c->chan : NULL,
+					  "channel %d (%s): %s", c->channel, ftr_chan_peer(c->chan),
+					  msg);
 			break;
 		}
 	}
