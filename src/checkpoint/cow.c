@@ -368,3 +368,9 @@ void ftr_cow_destroy(struct ftr_cow *c)
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
+
+void ftr_cow_pool(struct ftr_cow *c, void **base, size_t *len)
+{
+	*base = c->pool;
+	*len = c->pool_pages * c->page_size;
+}

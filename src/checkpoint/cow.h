@@ -21,6 +21,7 @@
 #ifndef FTR_COW_H
 #define FTR_COW_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "checkpoint/workload.h"
@@ -46,6 +47,10 @@ const void *ftr_cow_claim(struct ftr_cow *c, uint32_t region, uint64_t page);
 void ftr_cow_release(struct ftr_cow *c);
 /* End of the epoch: releases what is left and resets the copy pool. */
 void ftr_cow_finish(struct ftr_cow *c);
+
+/* The copy pool (where claimed copies live), for registering it with a
+ * transport. */
+void ftr_cow_pool(struct ftr_cow *c, void **base, size_t *len);
 
 /* Pages copied aside and write faults handled, since create. */
 void ftr_cow_stats(struct ftr_cow *c, uint64_t *copied, uint64_t *faults);

@@ -52,6 +52,7 @@ struct pr_builder {
 	struct ftr_rec pages;
 	struct ftr_rec zero;
 	struct iovec iov[FTR_WIRE_MAX_BATCH];
+	uint64_t slot[FTR_WIRE_MAX_BATCH];	/* staging slot of each page (not direct) */
 	uint8_t head[FTR_WIRE_HDR_LEN + 8 + 16 * FTR_WIRE_MAX_BATCH];
 };
 
@@ -89,6 +90,8 @@ struct ftr_primary {
 	bool lost_notified;	/* workload told the session failed */
 	struct ftr_track *track; /* kernel dirty tracking, NULL: the workload's own */
 	struct ftr_cow *cow;	/* --snapshot cow */
+	struct ftr_mr **mrs;	/* page sources registered on the data channels */
+	uint32_t nmrs, mrs_cap;
 	char dirty_name[16];
 	uint64_t harvest_ns;	/* last harvest (engine thread; read racily for stats) */
 	char err[256];
@@ -402,6 +405,42 @@ out:
 	return ret;
 }
 
+/* Registers [addr, addr+len) as a page source on every data channel, so a
+ * one-sided transport sends from it in place (TCP: bookkeeping only). */
+static int reg_source(struct ftr_primary *p, void *addr, size_t len, const char *what)
+{
+	for (uint32_t ch = 1; ch <= p->nch; ch++) {
+		int ret;
+
+		if (p->nmrs == p->mrs_cap) {
+			uint32_t cap = p->mrs_cap ? p->mrs_cap * 2 : 16;
+			struct ftr_mr **m = realloc(p->mrs, cap * sizeof(*m));
+
+			if (!m)
+				return -ENOMEM;
+			p->mrs = m;
+			p->mrs_cap = cap;
+		}
+		ret = ftr_chan_reg_mem(p->data[ch], addr, len, FTR_MR_SOURCE, &p->mrs[p->nmrs]);
+		if (ret) {
+			pr_fail(p, "cannot register %s (%zu bytes) on data channel %u: %s", what,
+				len, ch, strerror(-ret));
+			return ret;
+		}
+		p->nmrs++;
+	}
+	return 0;
+}
+
+static void dereg_sources(struct ftr_primary *p)
+{
+	while (p->nmrs)
+		ftr_mr_dereg(p->mrs[--p->nmrs]);
+	free(p->mrs);
+	p->mrs = NULL;
+	p->mrs_cap = 0;
+}
+
 static int connect_session(struct ftr_primary *p)
 {
 	struct ftr_hello reply;
@@ -429,6 +468,11 @@ static int connect_session(struct ftr_primary *p)
 		if (ret)
 			return ret;
 	}
+	for (uint32_t r = 0; r < p->wl->nregions; r++) {
+		ret = reg_source(p, p->wl->regions[r].base, p->wl->regions[r].size, "a region");
+		if (ret)
+			return ret;
+	}
 	/* No epoch may hold more pages than staging has slots. */
 	p->hard = p->nslots;
 	if (p->o.snapshot == FTR_SNAP_COW) {
@@ -439,6 +483,15 @@ static int connect_session(struct ftr_primary *p)
 		if (ret) {
 			pr_fail(p, "%s", err);
 			return ret;
+		}
+		{
+			void *pool;
+			size_t len;
+
+			ftr_cow_pool(p->cow, &pool, &len);
+			ret = reg_source(p, pool, len, "the cow copy pool");
+			if (ret)
+				return ret;
 		}
 	}
 	if (p->o.snapshot == FTR_SNAP_COPY_OUT) {
@@ -453,6 +506,10 @@ static int connect_session(struct ftr_primary *p)
 				p->items_cap);
 			return -ENOMEM;
 		}
+		ret = reg_source(p, p->bounce, p->items_cap * p->page_size,
+				 "the copy-out buffer");
+		if (ret)
+			return ret;
 	}
 	uuid_unparse_lower(p->session, sid);
 	pr_info("session %s generation %" PRIu64 " connected to %s over %s: %u data channel(s), "
@@ -545,7 +602,9 @@ static int send_built(struct ftr_primary *p, uint32_t ch, struct ftr_rec *rec,
 	tx.head_len = (size_t)len;
 	tx.data = iov;
 	tx.ndata = niov;
-	tx.slot = NULL;
+	/* Staging slots, so a one-sided transport writes each page straight
+	 * into its slot; direct (initial-sync) pages have none. */
+	tx.slot = rec->hdr.type == FTR_REC_PAGES && !p->tx_direct ? b->slot : NULL;
 	ret = ftr_chan_send(p->data[ch], &tx, 1);
 	if (ret) {
 		pr_fail(p, "sending epoch %" PRIu64 " on channel %u: %s", p->tx_epoch, ch,
@@ -569,8 +628,10 @@ static int flush_pages(struct ftr_primary *p, uint32_t ch)
 		ret = reserve_slots(p, pg->count, &first);
 		if (ret)
 			return ret;
-		for (uint32_t i = 0; i < pg->count; i++)
+		for (uint32_t i = 0; i < pg->count; i++) {
 			pg->ent[i].pos = first + i;
+			p->b[ch - 1].slot[i] = (first + i) % p->nslots;
+		}
 	}
 	ret = send_built(p, ch, &b->pages, b->iov, (int)pg->count);
 	if (!ret && !p->tx_direct)
@@ -781,8 +842,16 @@ static int send_cow_page(struct ftr_primary *p, uint32_t r, uint64_t page)
 
 	/* A flush empties the builder the page went to: every page claimed so
 	 * far is then in the kernel's hands (tx_end releases the rest). */
-	if (!ret && ch >= 1 && ch <= p->nch && !p->b[ch - 1].pages.u.pages.count)
+	if (!ret && ch >= 1 && ch <= p->nch && !p->b[ch - 1].pages.u.pages.count) {
+		/* An asynchronous transport (one-sided RDMA, zero-copy TCP)
+		 * still reads the live pages after the send returned. */
+		ret = ftr_chan_flush(p->data[ch]);
+		if (ret) {
+			pr_fail(p, "flushing channel %u: %s", ch, strerror(-ret));
+			return ret;
+		}
 		ftr_cow_release(p->cow);
+	}
 	return ret;
 }
 
@@ -1365,6 +1434,7 @@ void ftr_primary_destroy(struct ftr_primary *p)
 		ftr_chan_shutdown(p->ctl);
 		pthread_join(p->reader, NULL);
 	}
+	dereg_sources(p);
 	for (uint32_t ch = 1; ch <= p->nch; ch++)
 		if (p->data[ch])
 			ftr_chan_close(p->data[ch]);

@@ -92,6 +92,7 @@ struct sb_conn {
 	atomic_bool done;
 	uint64_t sess_seq;	/* session it belongs to, 0 = none yet */
 	int channel;		/* FTR_CHAN_CONTROL or 1..n, -1 before HELLO */
+	struct ftr_mr *staging_mr; /* data channels: staging, open to one-sided writes */
 	struct ftr_rec *rec;	/* receive buffer (large) */
 	uint8_t *head;		/* raw header+body */
 	struct sb_conn *next;	/* sb->conns */
@@ -220,6 +221,8 @@ static void conn_put(struct sb_conn *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
+	if (c->staging_mr)
+		ftr_mr_dereg(c->staging_mr);
 	ftr_chan_close(c->chan);
 	free(c->rec);
 	free(c->head);
@@ -1570,6 +1573,18 @@ static void *conn_main(void *arg)
 
 	if (handshake(c))
 		goto out;
+	if (c->channel > FTR_CHAN_CONTROL) {
+		/* A one-sided transport (RDMA) then writes each page straight
+		 * into the slot its PAGES record names; before this lands, or
+		 * if it fails, pages come two-sided, just as correct. */
+		ret = ftr_chan_reg_mem(c->chan, sb->staging, sb->staging_bytes, FTR_MR_STAGING,
+				       &c->staging_mr);
+		if (ret) {
+			c->staging_mr = NULL;
+			pr_warn("data channel %d: staging not registered for one-sided writes "
+				"(%s); pages arrive two-sided", c->channel, strerror(-ret));
+		}
+	}
 
 	while (!atomic_load(&sb->stop)) {
 		n = ftr_chan_recv_head(c->chan, c->head, FTR_WIRE_HDR_LEN + FTR_WIRE_MAX_BODY, &hdr,

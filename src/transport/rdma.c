@@ -2019,6 +2019,11 @@ static void rdma_close(struct ftr_chan *c)
 		t->disconnected = true;
 	}
 	pthread_mutex_unlock(&t->lk);
+	if (t->cnt.write_bytes || t->cnt.rx_placed_bytes)
+		pr_info("%s: closed; data one-sided: %" PRIu64 " bytes written (%" PRIu64
+			" from registered sources in place), %" PRIu64 " bytes received in place "
+			"(%" PRIu64 " copied out)", c->peer, t->cnt.write_bytes,
+			t->cnt.write_zc_bytes, t->cnt.rx_placed_bytes, t->cnt.rx_placed_copied);
 	ftr_chan_fini(c);
 	chan_free(t);
 }

@@ -7,6 +7,7 @@
  * <ftrepl/transport.h>, so they run unchanged).
  *
  *   rdma_replicate [--mode write|send] [--channels N] [--epochs N] [--size SIZE]
+ *                  [--snapshot stop-copy|copy-out|cow]
  *
  * Device and address: FTREPL_RDMA_DEV / FTREPL_RDMA_IP, else RXE_DEV / RXE_IP
  * (set inside ../shared/rxe-vm); exits 77 without them. Replicates the
@@ -50,6 +51,7 @@ int main(int argc, char **argv)
 {
 	const char *dev = getenv("FTREPL_RDMA_DEV"), *ip = getenv("FTREPL_RDMA_IP");
 	const char *mode = "write", *size = "16M";
+	enum ftr_snapshot_mode snap = FTR_SNAP_STOP_COPY;
 	unsigned channels = 2;
 	uint64_t epochs = 20;
 	struct ftr_standby_opts so;
@@ -76,6 +78,10 @@ int main(int argc, char **argv)
 			epochs = strtoull(argv[i + 1], NULL, 10);
 		else if (!strcmp(argv[i], "--size"))
 			size = argv[i + 1];
+		else if (!strcmp(argv[i], "--snapshot")) {
+			if (ftr_snapshot_parse(argv[i + 1], &snap))
+				return fail("bad --snapshot ", argv[i + 1]);
+		}
 		else
 			return fail("unknown option ", argv[i]);
 	}
@@ -118,6 +124,7 @@ int main(int argc, char **argv)
 	po.nchannels = channels;
 	po.epoch_ms = 50;
 	po.dirty = FTR_DIRTY_WORKLOAD;
+	po.snapshot = snap;
 	po.failover_timeout_ms = 20000;
 	po.connect_timeout_ms = 10000;
 	po.max_epochs = epochs;
