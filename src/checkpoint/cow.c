@@ -23,9 +23,14 @@
 
 #include "checkpoint/cow.h"
 #include "common/common.h"
+#include "uffd/track.h"
 #include "uffd/uffd_io.h"
 
-enum { COW_IDLE = 0, COW_ARMED, COW_SENDING, COW_COPIED };
+/* SENDING_WAITED: a writer faulted on the page while it was being sent; it
+ * waits until the send is done (tracked mode: only such pages are
+ * unprotected on release, every other page stays protected for the
+ * tracker). */
+enum { COW_IDLE = 0, COW_ARMED, COW_SENDING, COW_COPIED, COW_SENDING_WAITED };
 
 struct cow_region {
 	uint8_t *base;
@@ -41,6 +46,7 @@ struct cow_ref {
 };
 
 struct ftr_cow {
+	struct ftr_track *track;	/* tracked mode: the wp-sync tracker's uffd */
 	int uffd;
 	int stop_fd;
 	uint32_t page_size;
@@ -109,6 +115,45 @@ static void on_wp_fault(struct ftr_cow *c, uint64_t addr)
 		ftr_uffd_wp(c->uffd, page_addr(c, region, page), c->page_size, false, false);
 }
 
+/* Tracked mode: the wp-sync tracker's handler asks before it unprotects a
+ * page a writer faulted on (it has recorded the page dirty already). */
+static bool tracked_fault(void *ctx, unsigned region, uint64_t page)
+{
+	struct ftr_cow *c = ctx;
+	bool go = true;
+
+	if (region >= c->nregions || page >= c->r[region].npages)
+		return true;
+	pthread_mutex_lock(&c->lock);
+	c->faults++;
+	switch (c->r[region].state[page]) {
+	case COW_ARMED:
+		if (c->pool_used < c->pool_pages) {
+			uint64_t s = c->pool_used++;
+
+			memcpy(c->pool + s * c->page_size, page_addr(c, region, page),
+			       c->page_size);
+			c->r[region].slot[page] = (uint32_t)s;
+			c->r[region].state[page] = COW_COPIED;
+			c->copied++;
+		} else {
+			go = false;	/* cannot happen (see on_wp_fault); wait */
+		}
+		break;
+	case COW_SENDING:
+		c->r[region].state[page] = COW_SENDING_WAITED;
+		go = false;
+		break;
+	case COW_SENDING_WAITED:
+		go = false;
+		break;
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return go;
+}
+
 static void *handler_main(void *arg)
 {
 	struct ftr_cow *c = arg;
@@ -143,6 +188,57 @@ static void *handler_main(void *arg)
 		}
 	}
 	return NULL;
+}
+
+int ftr_cow_create_tracked(const struct ftr_region *regs, uint32_t nregions,
+			   uint32_t page_size, uint64_t pool_pages, struct ftr_track *t,
+			   struct ftr_cow **out, char *err, size_t errlen)
+{
+	struct ftr_cow *c = calloc(1, sizeof(*c));
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	c->uffd = c->stop_fd = -1;
+	c->page_size = page_size;
+	c->nregions = nregions;
+	c->pool_pages = pool_pages;
+	pthread_mutex_init(&c->lock, NULL);
+	c->pool = mmap(NULL, pool_pages * page_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c->pool == MAP_FAILED) {
+		c->pool = NULL;
+		ret = -errno;
+		snprintf(err, errlen, "cow: copy pool of %llu pages: %s",
+			 (unsigned long long)pool_pages, strerror(errno));
+		goto fail;
+	}
+	for (uint32_t i = 0; i < nregions; i++) {
+		struct cow_region *r = &c->r[i];
+
+		r->base = regs[i].base;
+		r->size = regs[i].size;
+		r->npages = regs[i].size / page_size;
+		r->state = calloc(r->npages, 1);
+		r->slot = calloc(r->npages, sizeof(uint32_t));
+		if (!r->state || !r->slot) {
+			ret = -ENOMEM;
+			snprintf(err, errlen, "cow: out of memory");
+			goto fail;
+		}
+	}
+	ret = ftr_track_set_wp_hook(t, tracked_fault, c);
+	if (ret) {
+		snprintf(err, errlen, "cow: the dirty tracker cannot share its userfaultfd (%s): "
+			 "only wp-sync can", strerror(-ret));
+		goto fail;
+	}
+	c->track = t;
+	*out = c;
+	return 0;
+fail:
+	ftr_cow_destroy(c);
+	return ret;
 }
 
 int ftr_cow_create(const struct ftr_region *regs, uint32_t nregions, uint32_t page_size,
@@ -220,7 +316,10 @@ fail:
 /* Unprotects pages [first, first + n) of a region. */
 static void unprotect(struct ftr_cow *c, uint32_t region, uint64_t first, uint64_t n)
 {
-	ftr_uffd_wp(c->uffd, page_addr(c, region, first), n * c->page_size, false, false);
+	if (c->track)
+		ftr_track_wp_release(c->track, region, first, n);
+	else
+		ftr_uffd_wp(c->uffd, page_addr(c, region, first), n * c->page_size, false, false);
 }
 
 int ftr_cow_arm(struct ftr_cow *c, uint64_t *const *maps)
@@ -229,6 +328,25 @@ int ftr_cow_arm(struct ftr_cow *c, uint64_t *const *maps)
 
 	pthread_mutex_lock(&c->lock);
 	c->pool_used = 0;
+	if (c->track) {
+		/* The tracker's harvest left every page protected: only the
+		 * states change. */
+		for (uint32_t r = 0; r < c->nregions; r++) {
+			const uint64_t *m = maps[r];
+
+			for (uint64_t w = 0; w < ftr_bitmap_words(c->r[r].npages); w++) {
+				uint64_t bits = m[w];
+
+				while (bits) {
+					c->r[r].state[w * 64 + (uint64_t)__builtin_ctzll(bits)] =
+						COW_ARMED;
+					bits &= bits - 1;
+				}
+			}
+		}
+		pthread_mutex_unlock(&c->lock);
+		return 0;
+	}
 	for (uint32_t r = 0; r < c->nregions && !ret; r++) {
 		uint64_t run = 0, start = 0;
 
@@ -297,6 +415,21 @@ void ftr_cow_release(struct ftr_cow *c)
 
 	pthread_mutex_lock(&c->lock);
 	n = c->npending;
+	if (c->track) {
+		/* Only pages a writer waits on lose their protection; the
+		 * others stay protected for the tracker. */
+		for (uint64_t k = 0; k < n; k++) {
+			struct cow_ref *ref = &c->pending[k];
+			uint8_t *st = &c->r[ref->region].state[ref->page];
+
+			if (*st == COW_SENDING_WAITED)
+				unprotect(c, ref->region, ref->page, 1);
+			*st = COW_IDLE;
+		}
+		c->npending = 0;
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	for (uint64_t k = 0; k < n; k++)
 		c->r[c->pending[k].region].state[c->pending[k].page] = COW_IDLE;
 	/* Unprotect in runs (claims come in page order). */
@@ -321,7 +454,9 @@ void ftr_cow_finish(struct ftr_cow *c)
 	 * back to idle and unprotected. */
 	for (uint32_t r = 0; r < c->nregions; r++) {
 		for (uint64_t p = 0; p < c->r[r].npages; p++) {
-			if (c->r[r].state[p] == COW_ARMED)
+			/* Tracked: an armed page stays protected (as the
+			 * tracker wants it: clean since the harvest). */
+			if (c->r[r].state[p] == COW_ARMED && !c->track)
 				unprotect(c, r, p, 1);
 			c->r[r].state[p] = COW_IDLE;
 		}
@@ -344,6 +479,15 @@ void ftr_cow_destroy(struct ftr_cow *c)
 
 	if (!c)
 		return;
+	if (c->track) {
+		/* No hook call after this; then wake the writers it kept
+		 * waiting. */
+		ftr_track_set_wp_hook(c->track, NULL, NULL);
+		for (uint32_t r = 0; r < c->nregions; r++)
+			for (uint64_t p = 0; c->r[r].state && p < c->r[r].npages; p++)
+				if (c->r[r].state[p] == COW_SENDING_WAITED)
+					unprotect(c, r, p, 1);
+	}
 	if (c->th_started) {
 		if (write(c->stop_fd, &one, sizeof(one)) < 0) {
 			/* already signalled */

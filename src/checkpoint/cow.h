@@ -14,9 +14,10 @@
  *   it stays protected until the kernel has the bytes) -> idle
  *   armed -> copied (a writer faulted first: the sender sends the copy)
  *
- * The protection uses its own userfaultfd, so the dirty tracking must not
- * use one on the same memory (wp-async/wp-sync): the workload's own
- * tracking, scan or full.
+ * The protection uses its own userfaultfd (dirty tracking by the workload,
+ * scan or full), or shares the wp-sync tracker's (ftr_cow_create_tracked).
+ * wp-async cannot pair with cow: its write faults are resolved inside the
+ * kernel, so nothing could copy a page aside before the write.
  */
 #ifndef FTR_COW_H
 #define FTR_COW_H
@@ -27,12 +28,21 @@
 #include "checkpoint/workload.h"
 
 struct ftr_cow;
+struct ftr_track;
 
 /* Registers the regions for write-protect faults and starts the handler
  * thread. pool_pages bounds the pages one epoch can set aside (the epoch's
  * page limit). Returns 0 or -errno with err. */
 int ftr_cow_create(const struct ftr_region *regs, uint32_t nregions, uint32_t page_size,
 		   uint64_t pool_pages, struct ftr_cow **out, char *err, size_t errlen);
+/* The same on the userfaultfd of a wp-sync dirty tracker (one uffd per
+ * region is all the kernel allows): no handler thread or uffd of its own,
+ * arming costs no ioctl (the tracker's harvest re-protected the epoch's
+ * pages), and released pages stay protected unless a writer waits on them.
+ * Destroy it before the tracker. */
+int ftr_cow_create_tracked(const struct ftr_region *regs, uint32_t nregions,
+			   uint32_t page_size, uint64_t pool_pages, struct ftr_track *t,
+			   struct ftr_cow **out, char *err, size_t errlen);
 /* Stops the handler, unprotects everything, unregisters, frees. */
 void ftr_cow_destroy(struct ftr_cow *c);
 

@@ -478,8 +478,14 @@ static int connect_session(struct ftr_primary *p)
 	if (p->o.snapshot == FTR_SNAP_COW) {
 		char err[192];
 
-		ret = ftr_cow_create(p->wl->regions, p->wl->nregions, p->page_size,
-				     FTR_MIN(p->hard, p->total_pages), &p->cow, err, sizeof(err));
+		if (p->track && ftr_track_kind(p->track) == FTR_TRACK_WP_SYNC)
+			ret = ftr_cow_create_tracked(p->wl->regions, p->wl->nregions,
+						     p->page_size, FTR_MIN(p->hard, p->total_pages),
+						     p->track, &p->cow, err, sizeof(err));
+		else
+			ret = ftr_cow_create(p->wl->regions, p->wl->nregions, p->page_size,
+					     FTR_MIN(p->hard, p->total_pages), &p->cow, err,
+					     sizeof(err));
 		if (ret) {
 			pr_fail(p, "%s", err);
 			return ret;
@@ -1440,8 +1446,8 @@ void ftr_primary_destroy(struct ftr_primary *p)
 			ftr_chan_close(p->data[ch]);
 	if (p->ctl)
 		ftr_chan_close(p->ctl);
+	ftr_cow_destroy(p->cow);	/* before the tracker it may share */
 	ftr_track_destroy(p->track);
-	ftr_cow_destroy(p->cow);
 	if (p->maps)
 		for (uint32_t r = 0; r < p->wl->nregions; r++)
 			free(p->maps[r]);
@@ -1529,10 +1535,11 @@ static int start_tracking(struct ftr_primary *p)
 	if (p->o.snapshot == FTR_SNAP_COW) {
 		/* cow write-protects the epoch's pages with its own userfaultfd:
 		 * a uffd-based tracker cannot share the same memory. */
-		if (p->o.dirty == FTR_DIRTY_WP_ASYNC || p->o.dirty == FTR_DIRTY_WP_SYNC) {
-			pr_fail(p, "--snapshot cow cannot be combined with --dirty %s (both need the "
-				"region's userfaultfd); use --dirty workload, scan or full",
-				ftr_dirty_name(p->o.dirty));
+		if (p->o.dirty == FTR_DIRTY_WP_ASYNC) {
+			pr_fail(p, "--snapshot cow cannot be combined with --dirty wp-async: the "
+				"kernel resolves async write-protect faults itself, so no page "
+				"could be copied aside before its write; use --dirty wp-sync "
+				"(cow then shares its userfaultfd), workload, scan or full");
 			return -EINVAL;
 		}
 		if (p->o.dirty == FTR_DIRTY_AUTO) {

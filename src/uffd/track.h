@@ -34,6 +34,7 @@
 #ifndef FTR_UFFD_TRACK_H
 #define FTR_UFFD_TRACK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -106,6 +107,23 @@ int64_t ftr_track_harvest(struct ftr_track *t, uint64_t **maps);
  * (wp-sync; 0 for the others). Either pointer may be NULL. */
 void ftr_track_stats(const struct ftr_track *t, uint64_t *last_harvest_ns,
 		     uint64_t *faults);
+
+/*
+ * wp-sync only: lets a snapshot engine (cow) share the tracker's
+ * userfaultfd, since a region can be registered with one uffd only. The
+ * handler calls fn(ctx, region, page) for every write fault on a page of a
+ * region, after recording the page dirty and before unprotecting it; when
+ * fn returns false the page stays protected (its writer waits) until the
+ * hook's owner calls ftr_track_wp_release() for it. fn runs on the handler
+ * thread under the tracker's lock: it must not call back into the tracker.
+ * fn NULL removes the hook (waits until the handler is not inside it).
+ * Returns 0, or -EOPNOTSUPP for the other backends.
+ */
+typedef bool (*ftr_track_wp_hook)(void *ctx, unsigned region, uint64_t page);
+int ftr_track_set_wp_hook(struct ftr_track *t, ftr_track_wp_hook fn, void *ctx);
+/* Unprotects pages [first, first + n) of region r (waking their writers).
+ * For pages a hook kept protected. Returns 0 or -errno. */
+int ftr_track_wp_release(struct ftr_track *t, unsigned region, uint64_t first, uint64_t n);
 
 /* Stops tracking: unprotects/unregisters the regions (writers blocked on a
  * fault are woken), stops the handler thread (eventfd, never

@@ -31,6 +31,13 @@
  * lost wake-up costs at most WPS_POLL_MS); ftr_track_destroy unprotects all
  * (waking any blocked writer), signals the eventfd and joins it.
  *
+ * Sharing with cow (ftr_track_set_wp_hook): a region has room for one
+ * uffd, so the cow snapshot runs on this one. After a harvest every page is
+ * protected (clean ones never lost their protection, dirty ones were just
+ * re-protected), which is exactly what cow needs to arm an epoch: arming
+ * costs no ioctl. The hook copies a page of the epoch aside before its
+ * writer goes on, or keeps the page protected while it is being sent.
+ *
  * Cost (FACTS.md): ~17 us per first write to a page per epoch (handler on
  * the same vCPU; more across vCPUs); harvest is ~one ioctl per dirty run.
  */
@@ -70,6 +77,8 @@ struct wps_track {
 	pthread_mutex_t lock;	/* handler batch vs harvest */
 	uint64_t **live;	/* pages unprotected since the last harvest */
 	atomic_int error;	/* first handler error (-errno), 0 if none */
+	ftr_track_wp_hook hook;	/* under lock: a snapshot engine sharing the uffd */
+	void *hook_ctx;
 	bool warned_foreign;	/* handler thread only */
 };
 
@@ -111,6 +120,7 @@ static int wps_handle(struct wps_track *w, const struct uffd_msg *msg)
 		}
 		return 0;
 	}
+	atomic_fetch_add_explicit(&w->t.faults, 1, memory_order_relaxed);
 	for (unsigned r = 0; r < w->t.nregions; r++) {
 		uintptr_t base = (uintptr_t)w->t.regions[r].base;
 
@@ -119,10 +129,13 @@ static int wps_handle(struct wps_track *w, const struct uffd_msg *msg)
 
 			__atomic_fetch_or(&w->live[r][p >> 6], 1ull << (p & 63),
 					  __ATOMIC_RELAXED);
+			/* The hook's owner unprotects it later (cow: the
+			 * page is being sent from where it lies). */
+			if (w->hook && !w->hook(w->hook_ctx, r, p))
+				return 0;
 			break;
 		}
 	}
-	atomic_fetch_add_explicit(&w->t.faults, 1, memory_order_relaxed);
 	/* Unprotect (and wake) also outside our regions: a writer must never
 	 * stay blocked on a fault nobody else will read. ENOENT: the range
 	 * was unregistered meanwhile (destroy), its writers are awake. */
@@ -440,6 +453,33 @@ static int wps_harvest(struct ftr_track *t, uint64_t **dirty)
 	}
 	pthread_mutex_unlock(&w->lock);
 	return first_err;
+}
+
+int ftr_track_set_wp_hook(struct ftr_track *t, ftr_track_wp_hook fn, void *ctx)
+{
+	struct wps_track *w;
+
+	if (!t || t->ops != &ftr_track_wp_sync_ops)
+		return -EOPNOTSUPP;
+	w = to_wps(t);
+	pthread_mutex_lock(&w->lock);
+	w->hook = fn;
+	w->hook_ctx = fn ? ctx : NULL;
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+int ftr_track_wp_release(struct ftr_track *t, unsigned region, uint64_t first, uint64_t n)
+{
+	struct wps_track *w;
+
+	if (!t || t->ops != &ftr_track_wp_sync_ops)
+		return -EOPNOTSUPP;
+	if (region >= t->nregions || first > t->npages[region] || n > t->npages[region] - first)
+		return -EINVAL;
+	w = to_wps(t);
+	return ftr_uffd_wp(w->uffd, (char *)t->regions[region].base + first * t->page_size,
+			   n * t->page_size, false, false);
 }
 
 static void wps_stop(struct ftr_track *t)

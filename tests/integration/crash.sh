@@ -2,7 +2,8 @@
 # Kill the sender with SIGKILL at random moments. After promotion the
 # committed image must pass the oracle and its epoch must be at least the
 # last epoch the sender was seen to have acked.
-#   crash.sh TRIALS      (FTR_SNAPSHOT=cow|... forces the snapshot strategy)
+#   crash.sh TRIALS      (FTR_SNAPSHOT=cow|... forces the snapshot strategy,
+#                         FTR_DIRTY=wp-sync|... the dirty tracking)
 . "$(dirname "$0")/lib.sh"
 
 TRIALS=${1:-10}
@@ -21,7 +22,7 @@ for t in $(seq 1 "$TRIALS"); do
 	mode=$(echo write writev uring | cut -d' ' -f$((RANDOM % 3 + 1)))
 	start_tx tx --workload "synth:size=24M,seed=$t,rate=$rate" --epoch-ms $((RANDOM % 30 + 5)) \
 		--channels "$chans" --snapshot "$snap" --tcp-mode "$mode" --heartbeat-ms 50 \
-		--failover-timeout 2000
+		--failover-timeout 2000 ${FTR_DIRTY:+--dirty "$FTR_DIRTY"}
 	# kill somewhere between 50 ms and 1.5 s, watching acks meanwhile
 	delay_ms=$((RANDOM % 1450 + 50))
 	end=$(( $(date +%s%3N) + delay_ms ))
@@ -47,7 +48,7 @@ for t in $(seq 1 "$TRIALS"); do
 	if [ "$acked" != none ] && [ "$committed" -lt "$acked" ]; then
 		fail "trial $t: committed epoch $committed < acked epoch $acked"
 	fi
-	say "trial $t: killed at ${delay_ms} ms ($mode, $snap, $chans ch, rate $rate): acked $acked, committed $committed, k=$k: oracle ok"
+	say "trial $t: killed at ${delay_ms} ms ($mode, $snap${FTR_DIRTY:+/$FTR_DIRTY}, $chans ch, rate $rate): acked $acked, committed $committed, k=$k: oracle ok"
 	promoted=$((promoted + 1))
 	kill "$RX_PID"; wait "$RX_PID" 2>/dev/null || true
 done
