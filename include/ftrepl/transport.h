@@ -38,11 +38,33 @@ struct ftr_chan;
 struct ftr_listener;
 struct ftr_mr;
 
+/* Zero-copy counters summed over every channel made from one ftr_tp_opts
+ * (see ftr_tp_opts.zc_totals); the fields of ftr_chan_stats of the same
+ * names. Updated with atomic adds; read them with __atomic_load_n or after
+ * the channels are closed. */
+struct ftr_zc_totals {
+	uint64_t sends;
+	uint64_t completions;
+	uint64_t copied;
+	uint64_t fallbacks;	/* channels that switched to their copying mode */
+};
+
 struct ftr_tp_opts {
 	const char *transport; /* "tcp" (default) or "rdma" */
-	const char *mode;      /* tcp: "write", "writev" (default), "uring" */
+	/* tcp: "writev" (default), "write", "zerocopy" (sendmsg MSG_ZEROCOPY),
+	 * "uring", "uring-zc" (io_uring SENDMSG_ZC) */
+	const char *mode;
 	const char *device;    /* rdma: device name, e.g. "mlx5_0", "rxe0" */
 	unsigned max_iov;      /* pages gathered per send call; 0 = default */
+	/* tcp zero-copy modes: a channel whose first 64 completions all say
+	 * the kernel copied anyway (loopback, veth) switches to writev (or
+	 * uring) for good; true keeps zero copy (tests, benchmarks). The
+	 * environment variable FTREPL_ZC_FALLBACK=0 does the same. */
+	bool zc_no_fallback;
+	/* Optional: every channel made from these options (listeners pass
+	 * it to accepted channels) also adds its zero-copy counters here.
+	 * Must outlive those channels. */
+	struct ftr_zc_totals *zc_totals;
 };
 
 /* Counters of one channel (monotonic; read with ftr_chan_stats). */
@@ -53,6 +75,11 @@ struct ftr_chan_stats {
 	uint64_t rx_bytes;
 	uint64_t rx_records;
 	uint64_t rx_syscalls;
+	/* tcp zero-copy modes (0 elsewhere): */
+	uint64_t zc_sends;	/* zero-copy sends (MSG_ZEROCOPY calls, SENDMSG_ZC requests) */
+	uint64_t zc_completions; /* their completions reaped so far */
+	uint64_t zc_copied;	/* completions saying the kernel copied the data anyway */
+	uint64_t zc_fallback;	/* 1 once the channel switched to its copying mode */
 };
 
 /* Names of the registered transports, NULL-terminated (static storage). */

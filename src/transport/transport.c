@@ -514,4 +514,8 @@ void ftr_chan_get_stats(const struct ftr_chan *c, struct ftr_chan_stats *out)
 	out->rx_bytes = __atomic_load_n(&s->rx_bytes, __ATOMIC_RELAXED);
 	out->rx_records = __atomic_load_n(&s->rx_records, __ATOMIC_RELAXED);
 	out->rx_syscalls = __atomic_load_n(&s->rx_syscalls, __ATOMIC_RELAXED);
+	out->zc_sends = __atomic_load_n(&s->zc_sends, __ATOMIC_RELAXED);
+	out->zc_completions = __atomic_load_n(&s->zc_completions, __ATOMIC_RELAXED);
+	out->zc_copied = __atomic_load_n(&s->zc_copied, __ATOMIC_RELAXED);
+	out->zc_fallback = __atomic_load_n(&s->zc_fallback, __ATOMIC_RELAXED);
 }

@@ -27,8 +27,10 @@ struct ftr_chan {
 	int stall_ms;
 	atomic_bool shut;
 	char peer[96];
-	/* Counters are updated by the backend: tx_* under send_lock by the
-	 * sending thread, rx_* by the single receiving thread. */
+	/* Counters are updated by the backend: tx_* and zc_sends under
+	 * send_lock by the sending thread, rx_* by the single receiving
+	 * thread; a backend that reaps completions from either thread
+	 * (tcp zerocopy) serializes zc_completions/zc_copied itself. */
 	struct ftr_chan_stats st;
 };
 
