@@ -43,7 +43,10 @@ static void usage(void)
 	       "  --rdma DEV --connect ADDR:PORT\n"
 	       "                          RDMA verbs on device DEV (mlx5_0, rxe0) to that address\n"
 	       "  --tcp-mode MODE         writev (default; batched iovecs), write (one write per\n"
-	       "                          header and per page), uring (io_uring)\n"
+	       "                          header and per page), uring (io_uring), zerocopy\n"
+	       "                          (MSG_ZEROCOPY), uring-zc (io_uring SENDMSG_ZC); the\n"
+	       "                          zero-copy modes switch to writev/uring when the kernel\n"
+	       "                          copies anyway (loopback, veth) unless FTREPL_ZC_FALLBACK=0\n"
 	       "  --channels N            data channels (connections) for pages (default 1, max %d)\n"
 	       "Workload:\n"
 	       "  --workload SPEC         synth:size=SIZE,seed=S,hot=H,rate=R,pattern=random|seq\n"
@@ -108,6 +111,7 @@ struct sender {
 	struct ftr_workload *wl;
 	struct ftr_synth_spec spec;
 	char attach_desc[96];	/* "attach:..." for status, "" for synth */
+	struct ftr_zc_totals zc; /* tcp zero-copy counters of every channel */
 	atomic_bool done;
 	int ret;
 };
@@ -163,6 +167,15 @@ static json_t *status_json(struct sender *s, bool full)
 		json_object_set_new(more, "harvest_last_us", json_integer((json_int_t)st.harvest_last_us));
 		json_object_set_new(more, "cow_copied", json_integer((json_int_t)st.cow_copied));
 		json_object_set_new(more, "cow_faults", json_integer((json_int_t)st.cow_faults));
+		/* tcp zerocopy/uring-zc: sends, completions, copied, fallbacks */
+		json_object_set_new(more, "zc_sends", json_integer((json_int_t)
+			__atomic_load_n(&s->zc.sends, __ATOMIC_RELAXED)));
+		json_object_set_new(more, "zc_completions", json_integer((json_int_t)
+			__atomic_load_n(&s->zc.completions, __ATOMIC_RELAXED)));
+		json_object_set_new(more, "zc_copied", json_integer((json_int_t)
+			__atomic_load_n(&s->zc.copied, __ATOMIC_RELAXED)));
+		json_object_set_new(more, "zc_fallbacks", json_integer((json_int_t)
+			__atomic_load_n(&s->zc.fallbacks, __ATOMIC_RELAXED)));
 
 		json_object_update(o, more);
 		json_decref(more);
@@ -502,6 +515,7 @@ int main(int argc, char **argv)
 	}
 	if (!o.connect)
 		prog_usage_error("--tcp ADDR:PORT (or --rdma DEV --connect ADDR:PORT) is required");
+	o.tp.zc_totals = &s.zc; /* counters for `ftreplctl stats` (zero-copy modes) */
 	if (!mig.migrate && (mig.rounds_set || mig.no_postcopy || mig.downtime_ms ||
 			     mig.no_background))
 		prog_usage_error("--precopy-rounds, --no-postcopy, --downtime-ms and --no-background "
