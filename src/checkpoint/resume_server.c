@@ -35,6 +35,7 @@
 #include <ftrepl/resume.h>
 
 #include "common/common.h"
+#include "common/ctlsock.h"
 #include "uffd/faultsrv.h"
 
 #define RS_MAX_MSG (256 * 1024)
@@ -66,6 +67,8 @@ struct ftr_resume_server {
 	struct ftr_resume_server_opts o;
 	char path[108];
 	int lfd;
+	dev_t dev;		/* the socket file we made, to unlink only it */
+	ino_t ino;
 	int stop_fd;
 	pthread_t accept_th;
 	bool started;
@@ -772,45 +775,18 @@ static void *accept_main(void *arg)
 
 /* ---- start / stop ---------------------------------------------------------- */
 
-static int unix_listen(const char *path, char *err, size_t errlen)
+static int unix_listen(struct ftr_resume_server *srv, char *err, size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
+	int fd = ftr_unix_listen(srv->path, 16, false, &srv->dev, &srv->ino);
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "resume socket path too long: %s", path);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (!lstat(path, &st)) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "%s exists and is not a socket", path);
-			close(fd);
-			return -EEXIST;
-		}
-		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-			snprintf(err, errlen, "%s: another process is listening there", path);
-			close(fd);
-			return -EADDRINUSE;
-		}
-		close(fd);
-		unlink(path);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(path, 0600) ||
-	    listen(fd, 16)) {
-		int e = errno;
-
-		snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(e));
-		close(fd);
-		return -e;
-	}
+	if (fd == -EEXIST)
+		snprintf(err, errlen, "%s exists and is not a socket", srv->path);
+	else if (fd == -EADDRINUSE)
+		snprintf(err, errlen, "%s: another process is listening there", srv->path);
+	else if (fd == -ENAMETOOLONG)
+		snprintf(err, errlen, "resume socket path too long: %s", srv->path);
+	else if (fd < 0)
+		snprintf(err, errlen, "cannot listen on %s: %s", srv->path, strerror(-fd));
 	return fd;
 }
 
@@ -824,6 +800,11 @@ int ftr_resume_server_start(const struct ftr_resume_server_opts *o,
 		snprintf(err, errlen, "resume server needs a path and a standby");
 		return -EINVAL;
 	}
+	if (strlen(o->path) >= sizeof(srv->path)) {
+		snprintf(err, errlen, "resume socket path too long (%zu bytes, at most %zu): %s",
+			 strlen(o->path), sizeof(srv->path) - 1, o->path);
+		return -ENAMETOOLONG;
+	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return -ENOMEM;
@@ -833,7 +814,7 @@ int ftr_resume_server_start(const struct ftr_resume_server_opts *o,
 	srv->o.prefault_pages = FTR_MIN(o->prefault_pages, FTR_FS_PREFAULT_MAX);
 	pthread_mutex_init(&srv->lock, NULL);
 	srv->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	srv->lfd = unix_listen(o->path, err, errlen);
+	srv->lfd = unix_listen(srv, err, errlen);
 	if (srv->stop_fd < 0 || srv->lfd < 0) {
 		ret = srv->lfd < 0 ? srv->lfd : -errno;
 		if (srv->lfd >= 0)
@@ -873,7 +854,7 @@ void ftr_resume_server_stop(struct ftr_resume_server *srv)
 	reap(srv, true);
 	pthread_mutex_unlock(&srv->lock);
 	close(srv->lfd);
-	unlink(srv->path);
+	ftr_unix_unlink_own(srv->path, srv->dev, srv->ino);
 	close(srv->stop_fd);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);

@@ -533,25 +533,25 @@ static int clear_path(const char *path, const struct sockaddr_un *sa)
 		return ret;
 	if (ret)
 		return -EADDRINUSE;
-	pr_info("removing stale control socket %s", path);
+	pr_info("removing stale socket %s", path);
 	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
 }
 
-static int bind_listen(struct ftr_ctl_server *srv)
+int ftr_unix_listen(const char *path, int backlog, bool nonblock, dev_t *dev, ino_t *ino)
 {
 	struct sockaddr_un sa;
 	struct stat st;
 	int fd, ret;
 
-	ret = check_path(srv->path, &sa);
+	ret = check_path(path, &sa);
 	if (ret)
 		return ret;
-	ret = clear_path(srv->path, &sa);
+	ret = clear_path(path, &sa);
 	if (ret)
 		return ret;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
 	if (fd < 0)
 		return -errno;
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -562,32 +562,41 @@ static int bind_listen(struct ftr_ctl_server *srv)
 	/* chmod rather than umask: umask is process-wide and other threads
 	 * may be creating files. The window between bind and chmod is safe
 	 * because nobody can connect before listen(). */
-	if (chmod(srv->path, 0600) < 0 || lstat(srv->path, &st) < 0 ||
-	    listen(fd, CTL_BACKLOG) < 0) {
+	if (chmod(path, 0600) < 0 || lstat(path, &st) < 0 || listen(fd, backlog) < 0) {
 		ret = -errno;
-		unlink(srv->path);
+		unlink(path);
 		close(fd);
 		return ret;
 	}
-	srv->dev = st.st_dev;
-	srv->ino = st.st_ino;
-	srv->lfd = fd;
-	return 0;
+	if (dev)
+		*dev = st.st_dev;
+	if (ino)
+		*ino = st.st_ino;
+	return fd;
 }
 
-/* Unlinks the path only if it is still the socket this server bound. */
-static void unlink_own(const struct ftr_ctl_server *srv)
+void ftr_unix_unlink_own(const char *path, dev_t dev, ino_t ino)
 {
 	struct stat st;
 
-	if (lstat(srv->path, &st) < 0)
+	if (lstat(path, &st) < 0)
 		return;
-	if (st.st_dev != srv->dev || st.st_ino != srv->ino) {
-		pr_warn("%s was replaced; not removing it", srv->path);
+	if (st.st_dev != dev || st.st_ino != ino) {
+		pr_warn("%s was replaced; not removing it", path);
 		return;
 	}
-	if (unlink(srv->path) < 0)
-		pr_warn("removing %s: %s", srv->path, strerror(errno));
+	if (unlink(path) < 0)
+		pr_warn("removing %s: %s", path, strerror(errno));
+}
+
+static int bind_listen(struct ftr_ctl_server *srv)
+{
+	int fd = ftr_unix_listen(srv->path, CTL_BACKLOG, true, &srv->dev, &srv->ino);
+
+	if (fd < 0)
+		return fd;
+	srv->lfd = fd;
+	return 0;
 }
 
 static void server_free(struct ftr_ctl_server *srv)
@@ -596,7 +605,7 @@ static void server_free(struct ftr_ctl_server *srv)
 		client_close(&srv->clients[i]);
 	if (srv->lfd >= 0) {
 		close(srv->lfd);
-		unlink_own(srv);
+		ftr_unix_unlink_own(srv->path, srv->dev, srv->ino);
 	}
 	if (srv->stopfd >= 0)
 		close(srv->stopfd);

@@ -20,6 +20,9 @@
 #ifndef FTR_CTLSOCK_H
 #define FTR_CTLSOCK_H
 
+#include <stdbool.h>
+#include <sys/types.h>
+
 #include <jansson.h>
 
 #define FTR_CTL_MAX_LINE (64 * 1024)
@@ -49,6 +52,17 @@ void ftr_ctl_server_stop(struct ftr_ctl_server *srv);
  * (-ENOENT/-ECONNREFUSED: no server; -ETIMEDOUT; -EPROTO: reply not a JSON
  * object). */
 int ftr_ctl_request(const char *path, json_t *req, int timeout_ms, json_t **reply);
+
+/* Listens on a unix stream socket at path, mode 0600 (the control socket
+ * and the resume socket): nothing may be there but a stale socket (nobody
+ * accepting), which is removed. Returns the listening fd (close-on-exec,
+ * nonblocking if asked) with the socket file's identity in *dev / *ino
+ * (either may be NULL), or -errno: -EADDRINUSE (someone listens there),
+ * -EEXIST (a file that is not a socket), -ENAMETOOLONG, -EINVAL (empty). */
+int ftr_unix_listen(const char *path, int backlog, bool nonblock, dev_t *dev, ino_t *ino);
+/* Unlinks path only if it is still the socket (dev, ino) that
+ * ftr_unix_listen made; warns otherwise. */
+void ftr_unix_unlink_own(const char *path, dev_t dev, ino_t ino);
 
 /* Helper for handlers: printf into a malloc'ed string for *errmsg. */
 char *ftr_ctl_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
