@@ -266,6 +266,10 @@ struct ftb_repl_res {
 	double tx_cpu_s;	/* the sending (engine) thread */
 	double tx_proc_cpu_s;	/* the whole primary process but ftbench's monitor */
 	double rx_cpu_s;	/* the standby process */
+	/* tcp zero-copy modes, the primary's channels in the measured part */
+	uint64_t zc_sends;
+	uint64_t zc_completions;
+	uint64_t zc_copied;	/* completions the kernel flagged "copied" */
 };
 
 /* A standby child that outlives runs: each run is a new session on it

@@ -8,9 +8,14 @@
  *
  * Variants (--modes), each with the reference it is compared with, measured
  * in the same run (before the runs and again after them):
- *   MODE        tcp MODE (write, writev, uring), one data channel, over
- *               loopback; reference iperf3 (one stream), or ftbench's own
- *               bulk stream when iperf3 is missing or --no-iperf;
+ *   MODE        tcp MODE (write, writev, uring, zerocopy, uring-zc), one
+ *               data channel, over loopback; reference iperf3 (one
+ *               stream), or ftbench's own bulk stream when iperf3 is
+ *               missing or --no-iperf. The zero-copy modes run with the
+ *               channel's fallback disabled (zc_no_fallback), so they
+ *               measure the zero-copy path itself; their rows add the
+ *               share of completions the kernel flagged "copied" (all of
+ *               them on loopback);
  *   MODE-Nch    the same with N data channels (the primary's nchannels);
  *               reference `iperf3 -P N` (none without iperf3);
  *   rdma[-send][-Nch]
@@ -59,6 +64,8 @@ enum {
 	M_TX_PROC_CPU,
 	M_PAGES,
 	M_SECONDS,
+	M_ZC_SENDS,
+	M_ZC_COPIED,
 	M__COUNT,
 };
 
@@ -71,6 +78,8 @@ static const struct ftb_metric metrics[M__COUNT] = {
 	[M_TX_PROC_CPU] = { "tx_proc_cpu_s_per_gb", "s/GB" },
 	[M_PAGES] = { "pages", "" },
 	[M_SECONDS] = { "seconds", "s" },
+	[M_ZC_SENDS] = { "zc_sends_per_gb", "1/GB" },
+	[M_ZC_COPIED] = { "zc_copied_share", "" },
 };
 
 #define DEFAULT_EPOCHS 3
@@ -84,7 +93,8 @@ static const struct ftb_metric metrics[M__COUNT] = {
 /* What a variant name says. */
 struct tr_variant {
 	bool rdma;
-	char mode[64];		/* tcp: write/writev/uring; rdma: write/send */
+	char mode[64];		/* tcp: write/writev/uring/zerocopy/uring-zc; rdma: write/send */
+	bool zc;		/* a tcp zero-copy mode */
 	unsigned nch;		/* data channels */
 	bool no_crc;		/* -nocrc: the primary's no_data_crc */
 	int ref;		/* index into tr_state.refs */
@@ -144,6 +154,7 @@ static int parse_variant(const char *name, struct tr_variant *v, char *err, size
 		snprintf(v->mode, sizeof(v->mode), "%s", buf[4] ? buf + 5 : "write");
 	} else {
 		snprintf(v->mode, sizeof(v->mode), "%s", buf);
+		v->zc = !strcmp(buf, "zerocopy") || !strcmp(buf, "uring-zc");
 	}
 	tp.transport = v->rdma ? "rdma" : "tcp";
 	tp.mode = v->mode;
@@ -553,6 +564,7 @@ static int primary_measure(const struct run_cfg *cfg, uint16_t port, int cmd_fd,
 	};
 	struct ftr_primary_status st, st0;
 	struct rx_sample rx0 = { 0 }, rx1 = { 0 };
+	struct ftr_zc_totals zc = { 0 }, zc0 = { 0 };
 	uint64_t e0 = 0, p0 = 0, p1;
 	struct ftr_workload *wl = NULL;
 	struct engine eng = { 0 };
@@ -573,6 +585,7 @@ static int primary_measure(const struct run_cfg *cfg, uint16_t port, int cmd_fd,
 	}
 	snprintf(addr, sizeof(addr), "%s:%u", cfg->ip, port);
 	po.connect = addr;
+	po.tp.zc_totals = &zc;
 	ret = ftr_primary_create(&po, wl, &eng.p);
 	if (ret) {
 		snprintf(err, errlen, "cannot create the primary: %s", strerror(-ret));
@@ -598,6 +611,9 @@ static int primary_measure(const struct run_cfg *cfg, uint16_t port, int cmd_fd,
 			e0 = ftb_clock_ns(eclk);
 			p0 = proc_cpu_ns();
 			st0 = st;
+			zc0.sends = __atomic_load_n(&zc.sends, __ATOMIC_RELAXED);
+			zc0.completions = __atomic_load_n(&zc.completions, __ATOMIC_RELAXED);
+			zc0.copied = __atomic_load_n(&zc.copied, __ATOMIC_RELAXED);
 			sampled = !rx_sample(cmd_fd, rep_fd, &rx0);
 		}
 		usleep(MONITOR_POLL_US);
@@ -638,6 +654,10 @@ static int primary_measure(const struct run_cfg *cfg, uint16_t port, int cmd_fd,
 	r->tx_cpu_s = (double)(eng.cpu_end_ns - e0) / 1e9;
 	r->tx_proc_cpu_s = (double)(p1 - p0) / 1e9;
 	r->rx_cpu_s = (double)(rx1.cpu_ns - rx0.cpu_ns) / 1e9;
+	/* the engine has returned: every channel flushed, the counters settled */
+	r->zc_sends = zc.sends - zc0.sends;
+	r->zc_completions = zc.completions - zc0.completions;
+	r->zc_copied = zc.copied - zc0.copied;
 	ret = 0;
 out_primary:
 	ftr_primary_destroy(eng.p);
@@ -836,7 +856,9 @@ static int tr_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char *er
 		.size = c->o.size,
 		.epochs = s->epochs,
 		.tp = { .transport = var->rdma ? "rdma" : "tcp", .mode = var->mode,
-			.device = var->rdma ? s->rdma_dev : NULL },
+			.device = var->rdma ? s->rdma_dev : NULL,
+			/* measure zero copy itself, not the fallback to copying */
+			.zc_no_fallback = var->zc },
 		.nch = var->nch,
 		.no_crc = var->no_crc,
 		.ip = var->rdma ? s->rdma_ip : "127.0.0.1",
@@ -863,6 +885,12 @@ static int tr_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char *er
 	m[M_TX_PROC_CPU] = r.tx_proc_cpu_s / gb;
 	m[M_PAGES] = (double)r.pages;
 	m[M_SECONDS] = r.seconds;
+	m[M_ZC_SENDS] = (double)r.zc_sends / gb;
+	m[M_ZC_COPIED] = r.zc_completions ? (double)r.zc_copied / (double)r.zc_completions : 0;
+	if (var->zc && !r.zc_sends) {
+		snprintf(err, errlen, "%s: no zero-copy send was counted", c->variants[v]);
+		return -EPROTO;
+	}
 	return 0;
 }
 
@@ -905,9 +933,9 @@ static void tr_report(struct ftb_ctx *c)
 		json_object_set_new(c->summary, "variants", rows);
 		return;
 	}
-	fprintf(o, "\n%-20s %3s %8s %8s %8s %9s %9s %11s %11s  %-20s %8s %7s\n", "variant", "ch",
-		"GB/s", "min", "max", "txCPU/GB", "rxCPU/GB", "tx sys/GB", "rx sys/GB",
-		"reference", "ref GB/s", "x ref");
+	fprintf(o, "\n%-20s %3s %8s %8s %8s %9s %9s %11s %11s %7s  %-20s %8s %7s\n", "variant",
+		"ch", "GB/s", "min", "max", "txCPU/GB", "rxCPU/GB", "tx sys/GB", "rx sys/GB",
+		"copied", "reference", "ref GB/s", "x ref");
 	for (unsigned v = 0; v < c->nvariants; v++) {
 		const struct tr_variant *var = &s->var[v];
 		const struct tr_ref *r = &s->refs[var->ref];
@@ -922,10 +950,15 @@ static void tr_report(struct ftb_ctx *c)
 			snprintf(name, sizeof(name), "rdma/%s%s", var->mode, var->no_crc ? "-nocrc" : "");
 		else
 			snprintf(name, sizeof(name), "tcp/%s", c->variants[v]);
-		fprintf(o, "%-20s %3u %8.3f %8.3f %8.3f %9.3f %9.3f %11.0f %11.0f  %-20s ", name,
+		fprintf(o, "%-20s %3u %8.3f %8.3f %8.3f %9.3f %9.3f %11.0f %11.0f ", name,
 			var->nch, st[M_GBPS].median, st[M_GBPS].min, st[M_GBPS].max,
 			st[M_TX_CPU].median, st[M_RX_CPU].median, st[M_TX_SYS].median,
-			st[M_RX_SYS].median, r->label);
+			st[M_RX_SYS].median);
+		if (var->zc)
+			fprintf(o, "%6.1f%%", 100.0 * st[M_ZC_COPIED].median);
+		else
+			fprintf(o, "%7s", "-");
+		fprintf(o, "  %-20s ", r->label);
 		if (ref > 0)
 			fprintf(o, "%8.3f %7.2f\n", ref, ratio);
 		else
@@ -938,10 +971,16 @@ static void tr_report(struct ftb_ctx *c)
 			"reference_gbps_before", r->gbps[0], "reference_gbps_after", r->gbps[1],
 			"ratio_to_reference", ref > 0 ? json_real(ratio) : json_null(),
 			"target", var->rdma ? RDMA_TARGET : TCP_TARGET));
+		/* zero-copy modes: the share of completions the kernel copied */
+		json_object_set_new(json_array_get(rows, json_array_size(rows) - 1),
+				    "zc_copied_share", var->zc ? json_real(st[M_ZC_COPIED].median)
+							       : json_null());
 	}
 	fprintf(o, "memcpy               %12.3f  (4 KiB pages, same run)\n", c->memcpy_gbps);
-	fprintf(o, "(medians of %u runs; tx CPU is the sending thread; each reference is the mean "
-		"of one measurement before and one after the runs:", c->o.runs);
+	fprintf(o, "(medians of %u runs; tx CPU is the sending thread; copied: the share of "
+		"zero-copy completions the kernel flagged \"copied\" (zero-copy modes, fallback "
+		"disabled); each reference is the mean of one measurement before and one after the "
+		"runs:", c->o.runs);
 	for (unsigned i = 0; i < s->nrefs; i++)
 		fprintf(o, " %s %.3f/%.3f%s", s->refs[i].label, s->refs[i].gbps[0],
 			s->refs[i].gbps[1], i + 1 < s->nrefs ? "," : ")\n");
@@ -1011,12 +1050,13 @@ const struct ftb_mode ftb_mode_transports = {
 	.summary = "replicate a region with every page dirty per transport variant: tcp modes\n"
 		   "with 1/2/4 data channels over loopback (against iperf3 -P N) and rdma\n"
 		   "(against ib_write_bw -s 4096; skipped without a device); payload GB/s,\n"
-		   "CPU s/GB and syscalls/GB on each side, references measured in the same run",
+		   "CPU s/GB and syscalls/GB on each side, the share of zero-copy sends the\n"
+		   "kernel copied anyway, references measured in the same run",
 	.example = "ftbench --transports --size 1G --runs 3",
-	.duration = "takes about 2-3 min (1G, 3 runs + 1 warm-up, default variants)",
-	.default_variants = "write,writev,writev-2ch,writev-4ch"
+	.duration = "takes about 3-4 min (1G, 3 runs + 1 warm-up, default variants)",
+	.default_variants = "write,writev,writev-2ch,writev-4ch,zerocopy"
 #ifdef FTREPL_HAVE_URING
-			    ",uring"
+			    ",uring,uring-zc"
 #endif
 			    ",rdma",
 	.default_size = 1ull << 30,
