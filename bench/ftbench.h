@@ -246,6 +246,8 @@ enum ftb_measure {
 	FTB_MEASURE_EPOCHS,	/* --dirty full epochs after the initial sync */
 };
 
+struct ftr_tp_opts;
+
 struct ftb_repl_cfg {
 	uint64_t size;
 	const char *tcp_mode;
@@ -254,6 +256,15 @@ struct ftb_repl_cfg {
 	double dup_share;	/* FTB_MEASURE_SYNC: share of fill pages */
 	int tx_ns, rx_ns;	/* namespace fds for each side, -1 = this one */
 	const char *rx_ip;	/* the standby listens here */
+	/* --transports; zero values keep what --writev-vs-write uses: tcp in
+	 * tcp_mode (the standby in the default mode), one data channel, data
+	 * CRCs, 30 s failover and stall timeouts. */
+	const struct ftr_tp_opts *tp;	/* both engines' transport options */
+	unsigned nchannels;		/* the primary's data channels; 0 = 1 */
+	bool no_data_crc;
+	int engine_timeout_ms;		/* failover, stall, handshake and connect */
+	double min_rate;		/* bytes/s per pass the deadline allows; 0 = 5e6 */
+	const char *name;		/* the run in messages; NULL = "tcp/MODE" */
 };
 
 struct ftb_repl_res {

@@ -26,31 +26,18 @@
  *               and client on that address. Without a usable device the
  *               rdma variants are dropped with the reason (not a failure).
  *
- * Processes of one run (the shared replicate.c has no channel count or
- * transport, so this file drives the engines itself, the same way):
- *   - the standby child: ftr_standby_* listening on the variant's transport,
- *     answers one sample (CPU time, receive syscalls, committed epoch) per
- *     byte on its command pipe, stops at EOF;
- *   - the primary child: an engine thread runs ftr_primary_run(); the
- *     child's main thread samples both sides when the initial sync ends
- *     (state "protected") and when the engine returns, and writes one
- *     result to the parent;
- *   - the parent starts them and waits, bounded.
+ * Each run is ftb_replicate() (replicate.c, FTB_MEASURE_EPOCHS): a fresh
+ * standby child and a primary child with the variant's transport options
+ * (both engines), channel count and CRC setting, 60 s engine timeouts and
+ * a deadline that allows 1 MB/s per pass for rdma (emulated under TCG).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <ftrepl/checkpoint.h>
-#include <ftrepl/ftrepl.h>
-#include <ftrepl/synth.h>
 #include <ftrepl/transport.h>
 
 #include "ftbench.h"
@@ -448,314 +435,6 @@ static double ref_gbps(const struct tr_ref *r)
 	return n ? sum / n : 0;
 }
 
-/* ---- one replication run ------------------------------------------------------------ */
-
-struct run_cfg {
-	uint64_t size;
-	unsigned epochs;
-	struct ftr_tp_opts tp;
-	unsigned nch;
-	bool no_crc;
-	const char *ip;
-	const char *name;	/* the variant, for messages */
-};
-
-struct rx_sample {
-	uint64_t cpu_ns;
-	uint64_t rx_syscalls;
-	uint64_t committed;
-};
-
-struct tx_report {
-	int ret;
-	struct ftb_repl_res res;
-	char err[256];
-};
-
-static void __attribute__((noreturn))
-standby_child(const struct run_cfg *cfg, int cmd_fd, int rep_fd)
-{
-	struct ftr_standby_opts o = {
-		.tp = cfg->tp,
-		.cache_size = cfg->size,
-		.staging_size = cfg->size,
-		.failover_timeout_ms = 60000,
-		.stall_timeout_ms = 60000,
-		.handshake_timeout_ms = 60000,
-	};
-	char listen[96], err[256] = "";
-	struct ftr_standby *sb;
-	uint16_t port;
-	char c;
-
-	ftr_log_set_ident("ftbench-standby");
-	snprintf(listen, sizeof(listen), "%s:0", cfg->ip);
-	o.listen = listen;
-	if (ftr_standby_create(&o, &sb, err, sizeof(err)) || ftr_standby_start(sb)) {
-		fprintf(stderr, "ftbench: standby: %s\n", err[0] ? err : "cannot start");
-		_exit(1);
-	}
-	port = ftr_standby_port(sb);
-	if (ftb_write_full(rep_fd, &port, sizeof(port)))
-		_exit(1);
-	while (read(cmd_fd, &c, 1) == 1) {
-		struct ftr_standby_status st;
-		struct rx_sample s = { 0 };
-
-		ftr_standby_get_status(sb, &st);
-		s.cpu_ns = ftb_clock_ns(CLOCK_PROCESS_CPUTIME_ID);
-		s.rx_syscalls = st.rx_syscalls;
-		s.committed = st.committed;
-		if (ftb_write_full(rep_fd, &s, sizeof(s)))
-			break;
-	}
-	ftr_standby_stop(sb);
-	ftr_standby_destroy(sb);
-	_exit(0);
-}
-
-static int rx_sample(int cmd_fd, int rep_fd, struct rx_sample *s)
-{
-	char c = 's';
-
-	if (write(cmd_fd, &c, 1) != 1)
-		return -EPIPE;
-	return ftb_read_full(rep_fd, s, sizeof(*s), 30000);
-}
-
-struct engine {
-	struct ftr_primary *p;
-	int ret;
-	uint64_t cpu_end_ns;	/* the engine thread's CPU time when run() returned */
-	atomic_bool done;
-};
-
-static void *engine_main(void *arg)
-{
-	struct engine *e = arg;
-
-	e->ret = ftr_primary_run(e->p);
-	e->cpu_end_ns = ftb_clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	atomic_store(&e->done, true);
-	return NULL;
-}
-
-/* CPU time of the process without the calling (monitor) thread. */
-static uint64_t proc_cpu_ns(void)
-{
-	return ftb_clock_ns(CLOCK_PROCESS_CPUTIME_ID) - ftb_clock_ns(CLOCK_THREAD_CPUTIME_ID);
-}
-
-static int primary_measure(const struct run_cfg *cfg, uint16_t port, int cmd_fd, int rep_fd,
-			   struct ftb_repl_res *r, char *err, size_t errlen)
-{
-	struct ftr_synth_spec spec = { .size = cfg->size, .seed = 7, .rate = 1,
-				       .pattern = FTR_SYNTH_SEQ };
-	struct ftr_primary_opts po = {
-		.tp = cfg->tp,
-		.nchannels = cfg->nch,
-		.no_data_crc = cfg->no_crc,
-		.snapshot = FTR_SNAP_STOP_COPY,
-		.dirty = FTR_DIRTY_FULL,
-		.epoch_ms = 1,
-		.max_epochs = cfg->epochs,
-		.failover_timeout_ms = 60000,
-		.connect_timeout_ms = 60000,
-	};
-	struct ftr_primary_status st, st0;
-	struct rx_sample rx0 = { 0 }, rx1 = { 0 };
-	struct ftr_zc_totals zc = { 0 }, zc0 = { 0 };
-	uint64_t e0 = 0, p0 = 0, p1;
-	struct ftr_workload *wl = NULL;
-	struct engine eng = { 0 };
-	bool sampled = false;
-	clockid_t eclk;
-	char addr[96];
-	pthread_t th;
-	int ret;
-
-	/* every page distinct: one seq write each (page 0 is the control page) */
-	ret = ftr_synth_workload_create(&spec, &wl);
-	if (!ret)
-		ret = ftr_synth_workload_advance(wl, cfg->size / FTR_SYNTH_PAGE - 1);
-	if (ret) {
-		snprintf(err, errlen, "synthetic workload of %" PRIu64 " bytes: %s", cfg->size,
-			 strerror(-ret));
-		goto out_wl;
-	}
-	snprintf(addr, sizeof(addr), "%s:%u", cfg->ip, port);
-	po.connect = addr;
-	po.tp.zc_totals = &zc;
-	ret = ftr_primary_create(&po, wl, &eng.p);
-	if (ret) {
-		snprintf(err, errlen, "cannot create the primary: %s", strerror(-ret));
-		goto out_wl;
-	}
-	ret = -pthread_create(&th, NULL, engine_main, &eng);
-	if (ret) {
-		snprintf(err, errlen, "pthread_create: %s", strerror(-ret));
-		goto out_primary;
-	}
-	ret = -pthread_getcpuclockid(th, &eclk);
-	if (ret) {
-		snprintf(err, errlen, "pthread_getcpuclockid: %s", strerror(-ret));
-		ftr_primary_stop(eng.p);
-		pthread_join(th, NULL);
-		goto out_primary;
-	}
-	memset(&st0, 0, sizeof(st0));
-	while (!atomic_load(&eng.done)) {
-		ftr_primary_get_status(eng.p, &st);
-		if (!sampled && st.state == FTR_STATE_PROTECTED) {
-			/* the initial sync has ended: the measured part begins */
-			e0 = ftb_clock_ns(eclk);
-			p0 = proc_cpu_ns();
-			st0 = st;
-			zc0.sends = __atomic_load_n(&zc.sends, __ATOMIC_RELAXED);
-			zc0.completions = __atomic_load_n(&zc.completions, __ATOMIC_RELAXED);
-			zc0.copied = __atomic_load_n(&zc.copied, __ATOMIC_RELAXED);
-			sampled = !rx_sample(cmd_fd, rep_fd, &rx0);
-		}
-		usleep(MONITOR_POLL_US);
-	}
-	pthread_join(th, NULL);
-	p1 = proc_cpu_ns();
-	ftr_primary_get_status(eng.p, &st);
-	if (eng.ret) {
-		snprintf(err, errlen, "%s run failed: %s", cfg->name, ftr_primary_error(eng.p));
-		ret = eng.ret;
-		goto out_primary;
-	}
-	if (!sampled) {
-		snprintf(err, errlen, "%s: the initial sync was never seen", cfg->name);
-		ret = -EIO;
-		goto out_primary;
-	}
-	ret = rx_sample(cmd_fd, rep_fd, &rx1);
-	if (ret) {
-		snprintf(err, errlen, "lost the standby child");
-		goto out_primary;
-	}
-	/* Guards the meaning of the numbers: the transport and channel count
-	 * asked for, and every epoch committed. */
-	if (strcmp(st.transport, cfg->tp.transport) || st.nchannels != cfg->nch ||
-	    rx1.committed != cfg->epochs) {
-		snprintf(err, errlen, "%s: expected %s with %u channel(s) and epoch %u committed; "
-			 "got %s with %u, committed %" PRIu64, cfg->name, cfg->tp.transport,
-			 cfg->nch, cfg->epochs, st.transport, st.nchannels, rx1.committed);
-		ret = -EPROTO;
-		goto out_primary;
-	}
-	r->seconds = (double)st.epochs_ns / 1e9;
-	r->pages = st.pages_sent - st.sync_pages;
-	r->fill_pages = st.zero_pages_sent - st0.zero_pages_sent;
-	r->tx_syscalls = st.tx_syscalls - st0.tx_syscalls;
-	r->rx_syscalls = rx1.rx_syscalls - rx0.rx_syscalls;
-	r->tx_cpu_s = (double)(eng.cpu_end_ns - e0) / 1e9;
-	r->tx_proc_cpu_s = (double)(p1 - p0) / 1e9;
-	r->rx_cpu_s = (double)(rx1.cpu_ns - rx0.cpu_ns) / 1e9;
-	/* the engine has returned: every channel flushed, the counters settled */
-	r->zc_sends = zc.sends - zc0.sends;
-	r->zc_completions = zc.completions - zc0.completions;
-	r->zc_copied = zc.copied - zc0.copied;
-	ret = 0;
-out_primary:
-	ftr_primary_destroy(eng.p);
-out_wl:
-	ftr_workload_destroy(wl);
-	return ret;
-}
-
-/* One run: a fresh standby child and a primary child. */
-static int replicate(const struct run_cfg *cfg, struct ftb_repl_res *res, char *err,
-		     size_t errlen)
-{
-	/* generous: 5 MB/s (tcp) or 1 MB/s (rdma, emulated under TCG) per
-	 * pass over the region, plus start-up */
-	double rate = strcmp(cfg->tp.transport, "rdma") ? 5e6 : 1e6;
-	int timeout_ms = 60000 + (int)((double)cfg->size * (cfg->epochs + 2) / rate * 1000.0);
-	int cmd[2] = { -1, -1 }, rep[2] = { -1, -1 }, out[2] = { -1, -1 }, ret;
-	pid_t sb = -1, pr = -1;
-	struct tx_report tr;
-	uint16_t port;
-
-	if (pipe2(cmd, O_CLOEXEC) || pipe2(rep, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
-		ret = -errno;
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		goto out;
-	}
-	sb = ftb_fork(-1);
-	if (sb == 0) {
-		/* its command pipe must see EOF when the parent closes it */
-		close(cmd[1]);
-		close(rep[0]);
-		close(out[0]);
-		close(out[1]);
-		standby_child(cfg, cmd[0], rep[1]);
-	}
-	if (sb < 0) {
-		ret = (int)sb;
-		snprintf(err, errlen, "fork: %s", strerror(-ret));
-		goto out;
-	}
-	close(cmd[0]);
-	close(rep[1]);
-	cmd[0] = rep[1] = -1;
-	ret = ftb_read_full(rep[0], &port, sizeof(port), 60000);
-	if (ret) {
-		snprintf(err, errlen, "%s: the standby child did not start", cfg->name);
-		goto out;
-	}
-	pr = ftb_fork(-1);
-	if (pr == 0) {
-		close(out[0]);
-		ftr_log_set_ident("ftbench-primary");
-		memset(&tr, 0, sizeof(tr));
-		tr.ret = primary_measure(cfg, port, cmd[1], rep[0], &tr.res, tr.err,
-					 sizeof(tr.err));
-		_exit(ftb_write_full(out[1], &tr, sizeof(tr)) ? 1 : 0);
-	}
-	close(out[1]);
-	out[1] = -1;
-	if (pr < 0) {
-		ret = (int)pr;
-		snprintf(err, errlen, "fork: %s", strerror(-ret));
-		goto out;
-	}
-	ret = ftb_read_full(out[0], &tr, sizeof(tr), timeout_ms);
-	if (ret) {
-		snprintf(err, errlen, "%s: the primary child %s", cfg->name,
-			 ret == -ETIMEDOUT ? "did not finish in time" : "died");
-		goto out;
-	}
-	if (tr.ret) {
-		ret = tr.ret;
-		snprintf(err, errlen, "%s", tr.err);
-		goto out;
-	}
-	*res = tr.res;
-out:
-	if (pr > 0 && ftb_wait(pr, ret ? 0 : 10000) < 0 && !ret) {
-		snprintf(err, errlen, "the primary child did not exit");
-		ret = -ETIMEDOUT;
-	}
-	/* EOF on its command pipe stops the standby */
-	for (unsigned i = 0; i < 2; i++) {
-		if (cmd[i] >= 0)
-			close(cmd[i]);
-		cmd[i] = -1;
-	}
-	if (sb > 0 && ftb_wait(sb, 30000) < 0)
-		ftb_note("the standby child did not exit in time (killed)");
-	for (unsigned i = 0; i < 2; i++) {
-		if (rep[i] >= 0)
-			close(rep[i]);
-		if (out[i] >= 0)
-			close(out[i]);
-	}
-	return ret;
-}
-
 /* ---- the mode -------------------------------------------------------------------------- */
 
 static int tr_prepare(struct ftb_ctx *c, char *err, size_t errlen)
@@ -852,16 +531,27 @@ static int tr_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char *er
 {
 	struct tr_state *s = c->priv;
 	const struct tr_variant *var = &s->var[v];
-	struct run_cfg cfg = {
+	const struct ftr_tp_opts tp = {
+		.transport = var->rdma ? "rdma" : "tcp",
+		.mode = var->mode,
+		.device = var->rdma ? s->rdma_dev : NULL,
+		/* measure zero copy itself, not the fallback to copying */
+		.zc_no_fallback = var->zc,
+	};
+	const struct ftb_repl_cfg cfg = {
 		.size = c->o.size,
+		.tcp_mode = var->mode,
+		.measure = FTB_MEASURE_EPOCHS,
 		.epochs = s->epochs,
-		.tp = { .transport = var->rdma ? "rdma" : "tcp", .mode = var->mode,
-			.device = var->rdma ? s->rdma_dev : NULL,
-			/* measure zero copy itself, not the fallback to copying */
-			.zc_no_fallback = var->zc },
-		.nch = var->nch,
-		.no_crc = var->no_crc,
-		.ip = var->rdma ? s->rdma_ip : "127.0.0.1",
+		.tx_ns = -1,
+		.rx_ns = -1,
+		.rx_ip = var->rdma ? s->rdma_ip : "127.0.0.1",
+		.tp = &tp,
+		.nchannels = var->nch,
+		.no_data_crc = var->no_crc,
+		.engine_timeout_ms = 60000,
+		/* generous: 5 MB/s (tcp) or 1 MB/s (rdma under TCG) per pass */
+		.min_rate = var->rdma ? 1e6 : 5e6,
 		.name = c->variants[v],
 	};
 	struct ftb_repl_res r = { 0 };
@@ -869,7 +559,7 @@ static int tr_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char *er
 	int ret;
 
 	(void)g;
-	ret = replicate(&cfg, &r, err, errlen);
+	ret = ftb_replicate(&cfg, NULL, &r, err, errlen);
 	if (ret)
 		return ret;
 	gb = (double)r.pages * 4096.0 / 1e9;

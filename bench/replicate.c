@@ -31,6 +31,13 @@
  * FTB_MEASURE_EPOCHS is --dirty full: every page, every epoch, through the
  * standby's staging slots, measured from the end of the initial sync to
  * the last ACK (the primary's epochs_ns).
+ *
+ * --writev-vs-write runs tcp in one mode with one data channel; --transports
+ * also gives the transport options (rdma, zero-copy fallback off), the
+ * channel count and no data CRCs, and longer engine timeouts (rdma under
+ * TCG). Either way the primary's status must show the transport and channel
+ * count asked for, and the zero-copy counters of the measured part (zero
+ * outside the tcp zero-copy modes) come back with the result.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,12 +55,14 @@
 #include <ftrepl/checkpoint.h>
 #include <ftrepl/ftrepl.h>
 #include <ftrepl/synth.h>
+#include <ftrepl/transport.h>
 
 #include "ftbench.h"
 
 #define SYNC_EPOCH_MS (10 * 60 * 1000) /* no timer-driven epoch during a sync run */
 #define SYNC_STAGING (16ull << 20)     /* the sync goes straight to the cache */
 #define MONITOR_POLL_US 2000
+#define ENGINE_TIMEOUT_MS 30000	/* failover and stall, unless the cfg says */
 
 /* What the standby child reports. */
 struct rx_sample {
@@ -110,6 +119,20 @@ static int read_full(int fd, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
+/* The run as messages name it: cfg->name, or "tcp/MODE". */
+static const char *run_name(const struct ftb_repl_cfg *cfg, char *buf, size_t len)
+{
+	if (cfg->name)
+		return cfg->name;
+	snprintf(buf, len, "tcp/%s", cfg->tcp_mode ? cfg->tcp_mode : "writev");
+	return buf;
+}
+
+static int engine_timeout(const struct ftb_repl_cfg *cfg)
+{
+	return cfg->engine_timeout_ms ? cfg->engine_timeout_ms : ENGINE_TIMEOUT_MS;
+}
+
 /* ---- the standby child ---------------------------------------------------------- */
 
 static void __attribute__((noreturn))
@@ -119,10 +142,11 @@ standby_child(const struct ftb_repl_cfg *cfg, int cmd_fd, int rep_fd)
 		.cache_size = cfg->size,
 		.staging_size = cfg->measure == FTB_MEASURE_EPOCHS ? cfg->size
 			: (cfg->size < SYNC_STAGING ? cfg->size : SYNC_STAGING),
-		.failover_timeout_ms = 30000,
-		.stall_timeout_ms = 30000,
+		.failover_timeout_ms = engine_timeout(cfg),
+		.stall_timeout_ms = engine_timeout(cfg),
+		.handshake_timeout_ms = cfg->engine_timeout_ms, /* 0: the default */
 	};
-	char listen[64], err[256] = "";
+	char listen[96], err[256] = "";
 	struct ftr_standby *sb;
 	uint16_t port;
 	char c;
@@ -132,6 +156,8 @@ standby_child(const struct ftb_repl_cfg *cfg, int cmd_fd, int rep_fd)
 	ftr_log_set_level(FTR_LOG_ERROR);
 	snprintf(listen, sizeof(listen), "%s:0", cfg->rx_ip);
 	o.listen = listen;
+	if (cfg->tp)
+		o.tp = *cfg->tp;
 	if (ftr_standby_create(&o, &sb, err, sizeof(err)) || ftr_standby_start(sb)) {
 		fprintf(stderr, "ftbench: standby: %s\n", err[0] ? err : "cannot start");
 		_exit(1);
@@ -169,7 +195,7 @@ static int rx_sample(int cmd_fd, int rep_fd, struct rx_sample *s)
 
 	if (write(cmd_fd, &c, 1) != 1)
 		return -EPIPE;
-	return read_full(rep_fd, s, sizeof(*s), 10000);
+	return read_full(rep_fd, s, sizeof(*s), 30000);
 }
 
 /* ---- the primary child ------------------------------------------------------------ */
@@ -232,13 +258,15 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 	struct ftr_primary_opts po = { 0 };
 	struct ftr_primary_status st, st0;
 	struct rx_sample rx0 = { 0 }, rx1 = { 0 };
+	struct ftr_zc_totals zc = { 0 }, zc0 = { 0 };
 	struct tx_cpu c0 = { 0 }, c1 = { 0 };
 	struct ftr_workload *wl = NULL;
 	struct engine eng = { 0 };
 	uint64_t npages = cfg->size / FTR_SYNTH_PAGE, distinct = npages, fill = 0;
 	bool sync = cfg->measure == FTB_MEASURE_SYNC, sampled = false;
 	clockid_t eclk;
-	char addr[64];
+	char addr[96], nbuf[64];
+	const char *name = run_name(cfg, nbuf, sizeof(nbuf));
 	pthread_t th;
 	int ret;
 
@@ -252,10 +280,18 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 		ftb_region_split(cfg->size, cfg->dup_share, &distinct, &fill);
 	snprintf(addr, sizeof(addr), "%s:%u", cfg->rx_ip, port);
 	po.connect = addr;
-	po.tp.transport = "tcp";
-	po.tp.mode = cfg->tcp_mode;
+	if (cfg->tp) {
+		po.tp = *cfg->tp;
+	} else {
+		po.tp.transport = "tcp";
+		po.tp.mode = cfg->tcp_mode;
+	}
+	po.tp.zc_totals = &zc;
+	po.nchannels = cfg->nchannels;
+	po.no_data_crc = cfg->no_data_crc;
 	po.snapshot = FTR_SNAP_STOP_COPY;
-	po.failover_timeout_ms = 30000;
+	po.failover_timeout_ms = engine_timeout(cfg);
+	po.connect_timeout_ms = cfg->engine_timeout_ms; /* 0: the default */
 	if (sync) {
 		po.dirty = FTR_DIRTY_AUTO;
 		po.epoch_ms = SYNC_EPOCH_MS;
@@ -303,6 +339,9 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 		if (!sync && !sampled && st.state == FTR_STATE_PROTECTED) {
 			c0 = tx_cpu_now(eclk);
 			st0 = st;
+			zc0.sends = __atomic_load_n(&zc.sends, __ATOMIC_RELAXED);
+			zc0.completions = __atomic_load_n(&zc.completions, __ATOMIC_RELAXED);
+			zc0.copied = __atomic_load_n(&zc.copied, __ATOMIC_RELAXED);
 			sampled = !rx_sample(cmd_fd, rep_fd, &rx0);
 		}
 		if (done)
@@ -311,13 +350,12 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 	}
 	pthread_join(th, NULL);
 	if (eng.ret) {
-		snprintf(err, errlen, "tcp/%s run failed: %s", cfg->tcp_mode,
-			 ftr_primary_error(eng.p));
+		snprintf(err, errlen, "%s run failed: %s", name, ftr_primary_error(eng.p));
 		ret = eng.ret;
 		goto out_primary;
 	}
 	if (!sampled) {
-		snprintf(err, errlen, "tcp/%s: %s", cfg->tcp_mode,
+		snprintf(err, errlen, "%s: %s", name,
 			 sync ? "epoch 0 was never acked" : "the initial sync was never seen");
 		ret = -EIO;
 		goto out_primary;
@@ -334,10 +372,10 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 
 		if (st.zero_pages_sent != fill || st.pages_sent < distinct ||
 		    placed != st.pages_sent || placed_fill != fill || rx1.committed != 0) {
-			snprintf(err, errlen, "tcp/%s: expected %" PRIu64 " pages + %" PRIu64
+			snprintf(err, errlen, "%s: expected %" PRIu64 " pages + %" PRIu64
 				 " fill pages; primary sent %" PRIu64 " + %" PRIu64 ", standby "
 				 "placed %" PRIu64 " + %" PRIu64 " (committed %" PRIu64 ")",
-				 cfg->tcp_mode, distinct, fill, st.pages_sent, st.zero_pages_sent,
+				 name, distinct, fill, st.pages_sent, st.zero_pages_sent,
 				 placed, placed_fill, rx1.committed);
 			ret = -EPROTO;
 			goto out_primary;
@@ -357,11 +395,25 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 		r->fill_pages = st.zero_pages_sent - st0.zero_pages_sent;
 		r->tx_syscalls = st.tx_syscalls - st0.tx_syscalls;
 		if (rx1.committed != cfg->epochs) {
-			snprintf(err, errlen, "tcp/%s: standby committed epoch %" PRIu64
-				 ", expected %u", cfg->tcp_mode, rx1.committed, cfg->epochs);
+			snprintf(err, errlen, "%s: standby committed epoch %" PRIu64
+				 ", expected %u", name, rx1.committed, cfg->epochs);
 			ret = -EPROTO;
 			goto out_primary;
 		}
+		/* the engine has returned: every channel flushed */
+		r->zc_sends = zc.sends - zc0.sends;
+		r->zc_completions = zc.completions - zc0.completions;
+		r->zc_copied = zc.copied - zc0.copied;
+	}
+	/* Guards the meaning of the numbers: the transport and channel count
+	 * asked for. */
+	if (strcmp(st.transport, po.tp.transport ? po.tp.transport : "tcp") ||
+	    st.nchannels != (cfg->nchannels ? cfg->nchannels : 1)) {
+		snprintf(err, errlen, "%s: expected %s with %u channel(s); got %s with %u", name,
+			 po.tp.transport ? po.tp.transport : "tcp",
+			 cfg->nchannels ? cfg->nchannels : 1, st.transport, st.nchannels);
+		ret = -EPROTO;
+		goto out_primary;
 	}
 	r->rx_syscalls = rx1.rx_syscalls - rx0.rx_syscalls;
 	r->tx_cpu_s = (double)(c1.engine - c0.engine) / 1e9;
@@ -451,10 +503,12 @@ void ftb_standby_end(struct ftb_standby_proc *sp)
 int ftb_replicate(const struct ftb_repl_cfg *cfg, struct ftb_standby_proc *sp,
 		  struct ftb_repl_res *res, char *err, size_t errlen)
 {
-	/* generous: 5 MB/s per pass over the region, plus start-up */
+	/* generous: 5 MB/s (or min_rate) per pass over the region, plus start-up */
 	int passes = cfg->measure == FTB_MEASURE_EPOCHS ? (int)cfg->epochs + 2 : 1;
-	int timeout_ms = 60000 + (int)((double)cfg->size * passes / 5e6 * 1000.0);
+	double rate = cfg->min_rate > 0 ? cfg->min_rate : 5e6;
+	int timeout_ms = 60000 + (int)((double)cfg->size * passes / rate * 1000.0);
 	struct ftb_standby_proc fresh;
+	char nbuf[64];
 	int out[2] = { -1, -1 }, ret;
 	struct tx_report tr;
 	pid_t pr = -1;
@@ -496,7 +550,7 @@ int ftb_replicate(const struct ftb_repl_cfg *cfg, struct ftb_standby_proc *sp,
 	}
 	ret = read_full(out[0], &tr, sizeof(tr), timeout_ms);
 	if (ret) {
-		snprintf(err, errlen, "tcp/%s: the primary child %s", cfg->tcp_mode,
+		snprintf(err, errlen, "%s: the primary child %s", run_name(cfg, nbuf, sizeof(nbuf)),
 			 ret == -ETIMEDOUT ? "did not finish in time" : "died");
 		goto out;
 	}
