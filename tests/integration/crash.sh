@@ -19,7 +19,7 @@ for t in $(seq 1 "$TRIALS"); do
 	chans=$(( RANDOM % 3 + 1 ))
 	snap=$(echo stop-copy copy-out cow | cut -d' ' -f$((RANDOM % 3 + 1)))
 	snap=${FTR_SNAPSHOT:-$snap}
-	mode=$(echo write writev uring | cut -d' ' -f$((RANDOM % 3 + 1)))
+	mode=$(echo write writev uring zerocopy uring-zc | cut -d' ' -f$((RANDOM % 5 + 1)))
 	start_tx tx --workload "synth:size=24M,seed=$t,rate=$rate" --epoch-ms $((RANDOM % 30 + 5)) \
 		--channels "$chans" --snapshot "$snap" --tcp-mode "$mode" --heartbeat-ms 50 \
 		--failover-timeout 2000 ${FTR_DIRTY:+--dirty "$FTR_DIRTY"}
