@@ -1391,6 +1391,49 @@ START_TEST(test_zc_fallback)
 }
 END_TEST
 
+/* A peer that reads nothing: send and flush each give up within about the
+ * stall timeout (send once the window is full, flush when no completion
+ * comes), and the counters say what is still outstanding. */
+START_TEST(test_zc_flush_stall)
+{
+	const char *mode = zc_modes[_i];
+	struct ftr_tp_opts o = { .transport = "tcp", .mode = mode, .zc_no_fallback = true };
+	struct ftr_chan_stats st;
+	struct blocked b;
+	struct image im;
+	struct pair p;
+	uint64_t t0, dt;
+	int ret;
+
+	image_make(&im, 4 * REC_PAGES, 0x57a1);
+	pair_open_opts(&p, &o);
+	ftr_chan_set_stall_timeout(p.tx, 300);
+	t0 = now_ms();
+	b = (struct blocked){ .op = OP_SEND, .c = p.tx, .recs = im.recs, .nrecs = im.nrecs,
+			      .repeat = 4 };	/* 16 MiB: more than the window */
+	blocked_start(&b);
+	pthread_join(b.th, NULL);
+	dt = now_ms() - t0;
+	ck_assert_msg(b.ret == 0 || b.ret == -ETIMEDOUT, "send: %d", b.ret);
+	ck_assert_msg(dt < 5000, "send gave up after %llu ms", (unsigned long long)dt);
+	t0 = now_ms();
+	ret = ftr_chan_flush(p.tx);
+	dt = now_ms() - t0;
+	ftr_chan_get_stats(p.tx, &st);
+	print_zc("stalled peer", mode, &st);
+	ck_assert_msg(dt < 2000, "flush gave up after %llu ms", (unsigned long long)dt);
+	if (ret == 0) {
+		ck_assert_uint_eq(st.zc_completions, st.zc_sends);
+	} else {
+		ck_assert_int_eq(ret, -ETIMEDOUT);
+		ck_assert_uint_lt(st.zc_completions, st.zc_sends);
+		ck_assert_msg(dt >= 290, "flush gave up after %llu ms", (unsigned long long)dt);
+	}
+	pair_close(&p);	/* with sends outstanding: the kernel keeps the pages */
+	image_free(&im);
+}
+END_TEST
+
 /* With the fallback disabled (the option, or FTREPL_ZC_FALLBACK=0) every
  * send stays zero copy. */
 static void zc_no_fallback_case(const char *mode, bool by_env)
@@ -1580,6 +1623,7 @@ static Suite *transport_suite(void)
 	tcase_add_loop_test(tz, test_zc_big_head, 0, nzc_modes);
 	tcase_add_loop_test(tz, test_zc_fallback, 0, nzc_modes);
 	tcase_add_loop_test(tz, test_zc_no_fallback, 0, nzc_modes);
+	tcase_add_loop_test(tz, test_zc_flush_stall, 0, nzc_modes);
 	tcase_add_test(tz, test_zc_receiver_reaps);
 #ifdef FTREPL_TEST_HOOKS
 	tcase_add_test(tz, test_zc_enobufs);

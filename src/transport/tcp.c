@@ -52,7 +52,8 @@
  * benchmarks). Counters: ftr_chan_stats.zc_* and opts.zc_totals.
  *
  * Who reaps the error queue (zerocopy): the sending thread, in send (once
- * TCP_ZC_REAP_AT sends are outstanding) and flush, and also the receiving
+ * TCP_ZC_REAP_AT sends are outstanding, every TCP_ZC_REAP_EVERY sends) and
+ * in flush, and also the receiving
  * thread: a queued notification makes poll() report POLLERR, which would
  * otherwise wake a receiver waiting for data again and again. Both read
  * under zc_lock; a receiver that reaped writes zc_evfd, which a sender
@@ -141,8 +142,11 @@
 #define TCP_ZC_WARMUP 64
 /* Zero copy: bytes of record heads copied per channel (see the top). */
 #define TCP_ZC_ARENA (256u << 10)
-/* zerocopy: outstanding sends before send() reaps the error queue. */
+/* zerocopy: outstanding sends before send() reaps the error queue, and
+ * then sends between two reaps (a busy stream's ids share one range that
+ * completes only when it pauses: most reaps there find nothing). */
 #define TCP_ZC_REAP_AT 32
+#define TCP_ZC_REAP_EVERY 8
 /* zerocopy: ENOBUFS retries (each after a completion) before copying. */
 #define TCP_ZC_NOBUFS_TRIES 8
 /* Longest single sleep of a completion wait: io_uring cannot also wait for
@@ -208,6 +212,7 @@ struct tcp_chan {
 	bool zc_lock_ready;
 	pthread_mutex_t zc_lock; /* zerocopy: error-queue reading, either thread */
 	int zc_evfd;		/* zerocopy: written by a receiver that reaped */
+	unsigned zc_unreaped;	/* zerocopy: sends since send() last reaped */
 	unsigned char *arena;	/* copies of record heads (send_lock) */
 	size_t arena_used;
 	struct ftr_zc_totals *zc_totals;
@@ -1098,6 +1103,7 @@ static uint64_t errq_reap_tx(struct tcp_chan *t)
 	pthread_mutex_lock(&t->zc_lock);
 	got = errq_reap_locked(t, &t->c.st.tx_syscalls, false);
 	pthread_mutex_unlock(&t->zc_lock);
+	t->zc_unreaped = 0;
 	zc_check_fallback(t);
 	return got;
 }
@@ -1197,7 +1203,7 @@ static int send_iov_zc(struct tcp_chan *t, struct iovec *v, int n, size_t len)
 		uint64_t out = zc_outstanding(t);
 		ssize_t k;
 
-		if (out >= TCP_ZC_REAP_AT)
+		if (out >= TCP_ZC_REAP_AT && ++t->zc_unreaped >= TCP_ZC_REAP_EVERY)
 			errq_reap_tx(t);
 		k = zc_sendmsg(t, &msg);
 		stat_add(&t->c.st.tx_syscalls, 1);
