@@ -100,7 +100,7 @@ static void usage(void)
 	       "--checkpoint:\n"
 	       "  --modes LIST      combinations DIRTY/SNAPSHOT (e.g. wp-async/copy-out,scan/cow)\n"
 	       "                    and 'unprotected' (the workload alone, the reference)\n"
-	       "  --all             every combination (13) instead of the default 6\n"
+	       "  --all             every combination (14) instead of the default 8\n"
 	       "  --epochs N        epochs of 20 ms measured per run (default 100)\n"
 	       "--failover:\n"
 	       "  --size SIZE       one cache size instead of 256M, 1G, 4G and 8G\n"

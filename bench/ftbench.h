@@ -236,6 +236,19 @@ int ftb_tcp_reference(int tx_ns, int rx_ns, const char *rx_ip, double seconds, b
 		      struct ftb_tcp_ref *out, char *err, size_t errlen);
 /* memcpy of 4 KiB pages, GB/s (1e9 bytes), best of a few passes. */
 double ftb_memcpy_gbps(void);
+
+/* bare_fault.c: a bare userfaultfd fault round trip on npages pages read in
+ * random order, resolved by one handler thread with UFFDIO_CONTINUE (page
+ * cache pages, MINOR) or UFFDIO_COPY of one page (anonymous, MISSING).
+ * Medians and p99s in ns of the handler's read-to-resolve time (srv) and of
+ * the faulting access (rtt). Returns 0 or -errno (r is then partial). */
+#define FTB_BARE_PAGE 4096u
+enum ftb_bare_kind { FTB_BARE_CONTINUE, FTB_BARE_COPY };
+struct ftb_bare_result {
+	uint64_t srv_med_ns, srv_p99_ns, rtt_med_ns, rtt_p99_ns;
+	unsigned n;	/* faults the handler timed */
+};
+int ftb_bare_fault(enum ftb_bare_kind kind, unsigned npages, struct ftb_bare_result *r);
 /* The machine description for --json (a new object). */
 json_t *ftb_machine_json(void);
 

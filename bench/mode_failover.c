@@ -587,147 +587,6 @@ primary_child(uint64_t size, uint16_t port, int cmd_fd, int rep_fd)
 
 /* ---- the client child: the resumed workload ----------------------------------------- */
 
-struct bare {
-	int uffd, stop_fd;
-	uint8_t *map;
-	uint64_t size;
-	uint64_t *srv_ns;
-	unsigned n;
-	unsigned cap;
-	int err;
-};
-
-static void *bare_handler(void *arg)
-{
-	struct bare *b = arg;
-
-	for (;;) {
-		struct pollfd p[2] = { { .fd = b->uffd, .events = POLLIN },
-				       { .fd = b->stop_fd, .events = POLLIN } };
-		struct uffd_msg msg;
-		struct uffdio_continue cont = { .range = { .len = FO_PAGE } };
-		uint64_t t0;
-		ssize_t n;
-
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (p[1].revents)
-			break;
-		n = read(b->uffd, &msg, sizeof(msg));
-		if (n != sizeof(msg))
-			continue;
-		t0 = ftb_now_ns();
-		if (msg.event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		cont.range.start = msg.arg.pagefault.address & ~(FO_PAGE - 1);
-		while (ioctl(b->uffd, UFFDIO_CONTINUE, &cont) && errno == EAGAIN)
-			;
-		if (cont.mapped == -EEXIST) {
-			ftr_uffd_wake(b->uffd, (void *)(uintptr_t)cont.range.start, FO_PAGE);
-		} else if (cont.mapped < 0) {
-			/* let the kernel serve the rest, so the faulting thread
-			 * cannot hang; the baseline is then void */
-			b->err = (int)cont.mapped;
-			ftr_uffd_unregister(b->uffd, b->map, b->size);
-			ftr_uffd_wake(b->uffd, b->map, b->size);
-		}
-		if (b->n < b->cap)
-			b->srv_ns[b->n++] = ftb_now_ns() - t0;
-	}
-	return NULL;
-}
-
-/* A bare UFFDIO_CONTINUE round trip: the least any MINOR fault service
- * can cost here, measured the way the resume server measures its own. */
-static int bare_continue(struct cl_result *r)
-{
-	uint64_t size = FO_BARE_PAGES * FO_PAGE, state = 0x5eed;
-	uint64_t *srv = calloc(FO_BARE_PAGES, sizeof(uint64_t));
-	uint64_t *rtt = calloc(FO_BARE_PAGES, sizeof(uint64_t));
-	uint32_t *order = calloc(FO_BARE_PAGES, sizeof(uint32_t));
-	struct bare b = { .uffd = -1, .stop_fd = -1, .srv_ns = srv, .cap = FO_BARE_PAGES };
-	uint8_t *shared = MAP_FAILED;
-	pthread_t th;
-	bool th_started = false;
-	int fd = -1, ret;
-
-	b.map = MAP_FAILED;
-	b.size = size;
-	if (!srv || !rtt || !order) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	fd = memfd_create("ftbench-bare", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)size)) {
-		ret = -errno;
-		goto out;
-	}
-	/* the pages in the page cache, as the standby's cache pages are */
-	shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	b.map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-	if (shared == MAP_FAILED || b.map == MAP_FAILED) {
-		ret = -errno;
-		goto out;
-	}
-	memset(shared, 0x5a, size);
-	ret = ftr_uffd_open(UFFD_FEATURE_MINOR_SHMEM, false, NULL, NULL, NULL);
-	if (ret < 0)
-		goto out;
-	b.uffd = ret;
-	ret = ftr_uffd_register(b.uffd, b.map, size, UFFDIO_REGISTER_MODE_MINOR, NULL);
-	if (ret)
-		goto out;
-	b.stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (b.stop_fd < 0) {
-		ret = -errno;
-		goto out;
-	}
-	ret = -pthread_create(&th, NULL, bare_handler, &b);
-	if (ret)
-		goto out;
-	th_started = true;
-	for (uint32_t i = 0; i < FO_BARE_PAGES; i++)
-		order[i] = i;
-	for (uint32_t i = FO_BARE_PAGES - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)(ftr_synth_next(&state) % (i + 1)), t = order[i];
-
-		order[i] = order[j];
-		order[j] = t;
-	}
-	for (uint32_t i = 0; i < FO_BARE_PAGES; i++) {
-		uint64_t t0 = ftb_now_ns();
-
-		(void)*(volatile uint64_t *)(b.map + order[i] * FO_PAGE);
-		rtt[i] = ftb_now_ns() - t0;
-	}
-	ret = b.err;
-out:
-	if (th_started) {
-		uint64_t one = 1;
-
-		if (write(b.stop_fd, &one, sizeof(one)) < 0) {
-			/* counter full: already stopping */
-		}
-		pthread_join(th, NULL);
-		ftb_u64_pcts(srv, b.n, &r->bare_srv_med_ns, &r->bare_srv_p99_ns);
-		ftb_u64_pcts(rtt, FO_BARE_PAGES, &r->bare_rtt_med_ns, &r->bare_rtt_p99_ns);
-	}
-	if (b.stop_fd >= 0)
-		close(b.stop_fd);
-	if (b.uffd >= 0)
-		close(b.uffd);
-	if (b.map != MAP_FAILED)
-		munmap(b.map, size);
-	if (shared != MAP_FAILED)
-		munmap(shared, size);
-	if (fd >= 0)
-		close(fd);
-	free(srv);
-	free(rtt);
-	free(order);
-	return ret;
-}
-
 static int client_work(const char *sock, uint64_t size, uint64_t k_expect, int go_fd,
 		       struct cl_result *r)
 {
@@ -791,7 +650,15 @@ static int client_work(const char *sock, uint64_t size, uint64_t k_expect, int g
 		ret = -EIO;
 		goto out;
 	}
-	ret = bare_continue(r);
+	{
+		struct ftb_bare_result br;
+
+		ret = ftb_bare_fault(FTB_BARE_CONTINUE, FO_BARE_PAGES, &br);
+		r->bare_srv_med_ns = br.srv_med_ns;
+		r->bare_srv_p99_ns = br.srv_p99_ns;
+		r->bare_rtt_med_ns = br.rtt_med_ns;
+		r->bare_rtt_p99_ns = br.rtt_p99_ns;
+	}
 	if (ret)
 		snprintf(r->err, sizeof(r->err), "bare UFFDIO_CONTINUE baseline: %s",
 			 strerror(-ret));

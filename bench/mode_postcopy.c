@@ -320,144 +320,6 @@ out:
 	return ret;
 }
 
-/* ---- baseline: a bare UFFDIO_COPY round trip ------------------------------------------ */
-
-struct bare {
-	int uffd, stop_fd;
-	uint8_t *map;
-	const uint8_t *src;		/* one page of content to copy in */
-	uint64_t *srv_ns;
-	unsigned n, cap;
-	int err;
-};
-
-static void *bare_handler(void *arg)
-{
-	struct bare *b = arg;
-
-	for (;;) {
-		struct pollfd p[2] = { { .fd = b->uffd, .events = POLLIN },
-				       { .fd = b->stop_fd, .events = POLLIN } };
-		struct uffdio_copy cp = { .src = (uintptr_t)b->src, .len = PC_PAGE };
-		struct uffd_msg msg;
-		uint64_t t0;
-
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (p[1].revents)
-			break;
-		if (read(b->uffd, &msg, sizeof(msg)) != sizeof(msg))
-			continue;
-		t0 = ftb_now_ns();
-		if (msg.event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		cp.dst = msg.arg.pagefault.address & ~(PC_PAGE - 1);
-		while (ioctl(b->uffd, UFFDIO_COPY, &cp) && errno == EAGAIN)
-			cp.copy = 0;
-		if (cp.copy == -EEXIST) {
-			/* another resolver won (cannot happen here): wake and go on */
-			ftr_uffd_wake(b->uffd, (void *)(uintptr_t)cp.dst, PC_PAGE);
-		} else if (cp.copy < 0) {
-			/* let the kernel serve the rest so the faulting thread
-			 * cannot hang; the baseline is then void */
-			b->err = (int)cp.copy;
-			ftr_uffd_unregister(b->uffd, b->map, PC_BARE_PAGES * PC_PAGE);
-			ftr_uffd_wake(b->uffd, b->map, PC_BARE_PAGES * PC_PAGE);
-		}
-		if (b->n < b->cap)
-			b->srv_ns[b->n++] = ftb_now_ns() - t0;
-	}
-	return NULL;
-}
-
-/* Faults on PC_BARE_PAGES pages of anonymous memory registered MISSING,
- * read in random order by this thread and resolved by one handler thread
- * with UFFDIO_COPY of one 4 KiB page. srv: the handler's read-to-COPY
- * time; rtt: the faulting thread's. */
-static int bare_copy(struct pc_state *s)
-{
-	uint64_t size = PC_BARE_PAGES * PC_PAGE, state = 0x5eed, med, p99, rmed, rp99;
-	uint64_t *srv = calloc(PC_BARE_PAGES, sizeof(uint64_t));
-	uint64_t *rtt = calloc(PC_BARE_PAGES, sizeof(uint64_t));
-	uint32_t *order = calloc(PC_BARE_PAGES, sizeof(uint32_t));
-	struct bare b = { .uffd = -1, .stop_fd = -1, .srv_ns = srv, .cap = PC_BARE_PAGES };
-	uint8_t *page = NULL;
-	bool th_started = false;
-	pthread_t th;
-	int ret;
-
-	b.map = MAP_FAILED;
-	if (!srv || !rtt || !order || posix_memalign((void **)&page, PC_PAGE, PC_PAGE)) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	memset(page, 0x5a, PC_PAGE);
-	b.src = page;
-	b.map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b.map == MAP_FAILED) {
-		ret = -errno;
-		goto out;
-	}
-	ret = ftr_uffd_open(0, false, NULL, NULL, NULL);
-	if (ret < 0)
-		goto out;
-	b.uffd = ret;
-	ret = ftr_uffd_register(b.uffd, b.map, size, UFFDIO_REGISTER_MODE_MISSING, NULL);
-	if (ret)
-		goto out;
-	b.stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (b.stop_fd < 0) {
-		ret = -errno;
-		goto out;
-	}
-	ret = -pthread_create(&th, NULL, bare_handler, &b);
-	if (ret)
-		goto out;
-	th_started = true;
-	for (uint32_t i = 0; i < PC_BARE_PAGES; i++)
-		order[i] = i;
-	for (uint32_t i = PC_BARE_PAGES - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)(ftr_synth_next(&state) % (i + 1)), t = order[i];
-
-		order[i] = order[j];
-		order[j] = t;
-	}
-	for (uint32_t i = 0; i < PC_BARE_PAGES; i++) {
-		uint64_t t0 = ftb_now_ns();
-
-		(void)*(volatile uint64_t *)(b.map + order[i] * PC_PAGE);
-		rtt[i] = ftb_now_ns() - t0;
-	}
-	ret = b.err;
-out:
-	if (th_started) {
-		uint64_t one = 1;
-
-		if (write(b.stop_fd, &one, sizeof(one)) < 0) {
-			/* counter full: already stopping */
-		}
-		pthread_join(th, NULL);
-		if (!ret && b.n) {
-			ftb_u64_pcts(srv, b.n, &med, &p99);
-			ftb_u64_pcts(rtt, PC_BARE_PAGES, &rmed, &rp99);
-			s->bare_med_us = (double)med / 1e3;
-			s->bare_p99_us = (double)p99 / 1e3;
-			s->bare_rtt_med_us = (double)rmed / 1e3;
-		}
-	}
-	if (b.stop_fd >= 0)
-		close(b.stop_fd);
-	if (b.uffd >= 0)
-		close(b.uffd);
-	if (b.map != MAP_FAILED)
-		munmap(b.map, size);
-	free(page);
-	free(srv);
-	free(rtt);
-	free(order);
-	return ret;
-}
-
 /* ---- one migration ---------------------------------------------------------------------- */
 
 /* What each child sends back. */
@@ -778,11 +640,18 @@ static int measure_link(struct ftb_ctx *c, struct pc_state *s, unsigned g, struc
 	else
 		l->have_rtt = true;
 	if (!s->have_bare && !s->bare_err[0]) {
-		ret = bare_copy(s);
-		if (ret)
-			snprintf(s->bare_err, sizeof(s->bare_err), "%s", strerror(-ret));
-		else
+		struct ftb_bare_result br;
+
+		ret = ftb_bare_fault(FTB_BARE_COPY, PC_BARE_PAGES, &br);
+		if (ret || !br.n) {
+			snprintf(s->bare_err, sizeof(s->bare_err), "%s",
+				 strerror(ret ? -ret : EIO));
+		} else {
 			s->have_bare = true;
+			s->bare_med_us = (double)br.srv_med_ns / 1e3;
+			s->bare_p99_us = (double)br.srv_p99_ns / 1e3;
+			s->bare_rtt_med_us = (double)br.rtt_med_ns / 1e3;
+		}
 	}
 	l->measured = true;
 	ftb_note("[%s] %s %.3f Gbit/s; 1-byte TCP RTT %.1f us; bare UFFDIO_COPY %.1f us",
