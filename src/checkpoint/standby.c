@@ -147,6 +147,10 @@ struct ftr_standby {
 	void *blob;
 	uint32_t blob_len;
 
+	/* per FTR_WIRE_MIN_PAGE of the cache: committed entries not yet in
+	 * the cache (saturating at UINT16_MAX, which then stays: "maybe") */
+	uint16_t *pend_cnt;
+	uint64_t pend_cnt_n;
 	/* resume: the pending pages frozen into an overlay (see below) */
 	struct sb_overlay *_Atomic overlay;
 	atomic_bool resume_req;	/* a resume is starting: apply_next yields */
@@ -184,6 +188,10 @@ struct ftr_standby {
  * once, by whichever comes first: a fault that needs the page, or the
  * applier walking the epochs (which skips copies a newer epoch supersedes).
  * The claim (state 0 -> 1 -> 2) makes the two paths agree without a lock.
+ * A count per cache page of the committed entries not yet applied (bumped
+ * at commit, dropped once an entry is in the cache) answers "not pending"
+ * for most pages without probing any epoch: with many pending epochs a
+ * fault's prefault window would otherwise probe every epoch for every page.
  */
 enum { OV_PENDING = 0, OV_APPLYING = 1, OV_APPLIED = 2, OV_SUPERSEDED = 3 };
 
@@ -340,6 +348,27 @@ static inline uint8_t *cache_page(struct ftr_standby *sb, uint32_t region, uint6
 	return sb->cache + sb->region_off[region] + page * sb->page_size;
 }
 
+static inline uint16_t *pend_cnt(struct ftr_standby *sb, uint32_t region, uint64_t page)
+{
+	uint64_t i = (sb->region_off[region] + page * sb->page_size) / FTR_WIRE_MIN_PAGE;
+
+	return sb->pend_cnt && i < sb->pend_cnt_n ? &sb->pend_cnt[i] : NULL;
+}
+
+static void pend_cnt_add(struct ftr_standby *sb, uint32_t region, uint64_t page, int d)
+{
+	uint16_t *c = pend_cnt(sb, region, page);
+	uint16_t v;
+
+	if (!c)
+		return;
+	v = __atomic_load_n(c, __ATOMIC_RELAXED);
+	while (v != UINT16_MAX && (d > 0 || v != 0) &&
+	       !__atomic_compare_exchange_n(c, &v, (uint16_t)(v + d), false, __ATOMIC_ACQ_REL,
+					    __ATOMIC_RELAXED))
+		;
+}
+
 static inline uint8_t *slot_addr(struct ftr_standby *sb, uint64_t pos)
 {
 	return sb->staging + (pos % sb->nslots) * sb->page_size;
@@ -391,6 +420,10 @@ static bool apply_next(struct ftr_standby *sb)
 		else
 			memcpy(dst, slot_addr(sb, e->pos), sb->page_size);
 	}
+	/* Whole epoch in the cache (a resume cannot start before it leaves
+	 * the queue: we hold apply_lock). */
+	for (size_t i = 0; i < ep->nent; i++)
+		pend_cnt_add(sb, ep->ent[i].region, ep->ent[i].page, -1);
 
 	pthread_mutex_lock(&sb->lock);
 	sb->pend_head = ep->next;
@@ -533,8 +566,13 @@ static long epoch_lookup(const struct sb_epoch *ep, uint64_t key)
 }
 
 /* The latest pending copy of a page: epochs newest first. */
-static bool ov_find(const struct sb_overlay *ov, uint64_t key, size_t *k, size_t *i)
+static bool ov_find(struct ftr_standby *sb, const struct sb_overlay *ov, uint64_t key, size_t *k,
+		    size_t *i)
 {
+	uint16_t *c = pend_cnt(sb, (uint32_t)((key - 1) >> 48), (key - 1) & ((1ull << 48) - 1));
+
+	if (c && !__atomic_load_n(c, __ATOMIC_ACQUIRE))
+		return false;
 	for (size_t e = ov->neps; e-- > 0;) {
 		long j = epoch_lookup(ov->eps[e], key);
 
@@ -563,6 +601,7 @@ static void ov_apply(struct ftr_standby *sb, struct sb_overlay *ov, struct sb_ep
 		else
 			memcpy(dst, slot_addr(sb, se->pos), sb->page_size);
 		atomic_store_explicit(&ep->est[i], OV_APPLIED, memory_order_release);
+		pend_cnt_add(sb, se->region, se->page, -1);
 		atomic_fetch_sub(&ov->remaining, 1);
 		if (demand)
 			atomic_fetch_add(&ov->on_demand, 1);
@@ -598,10 +637,12 @@ static void ov_drain(struct ftr_standby *sb, struct sb_overlay *ov)
 				return;
 			if (atomic_load(&ep->est[i]) != OV_PENDING)
 				continue;
-			if (ov_find(ov, key, &kk, &ii) && (kk != k || ii != i)) {
+			if (ov_find(sb, ov, key, &kk, &ii) && (kk != k || ii != i)) {
 				if (atomic_compare_exchange_strong(&ep->est[i], &expect,
-								   OV_SUPERSEDED))
+								   OV_SUPERSEDED)) {
+					pend_cnt_add(sb, ep->ent[i].region, ep->ent[i].page, -1);
 					atomic_fetch_sub(&ov->remaining, 1);
+				}
 				continue;
 			}
 			ov_apply(sb, ov, ep, i, false);
@@ -695,7 +736,7 @@ int ftr_standby_page_ready(struct ftr_standby *sb, uint32_t region, uint64_t fir
 	for (uint64_t p = first; p < first + npages; p++) {
 		size_t k, i;
 
-		if (ov_find(ov, ov_key(region, p), &k, &i) &&
+		if (ov_find(sb, ov, ov_key(region, p), &k, &i) &&
 		    atomic_load_explicit(&ov->eps[k]->est[i], memory_order_acquire) != OV_APPLIED)
 			ov_apply(sb, ov, ov->eps[k], i, true);
 	}
@@ -1475,6 +1516,8 @@ static int on_commit(struct sb_conn *c, const struct ftr_wire_hdr *hdr, char *ms
 		ep->slot_end = cm.slot_end;
 		/* Paid now so that a failover never pays it: see the overlay. */
 		epoch_index(ep);
+		for (size_t i = 0; i < ep->nent; i++)
+			pend_cnt_add(sb, ep->ent[i].region, ep->ent[i].page, 1);
 		ep->next = NULL;
 		if (sb->pend_tail)
 			sb->pend_tail->next = ep;
@@ -1869,6 +1912,15 @@ int ftr_standby_create(const struct ftr_standby_opts *opts, struct ftr_standby *
 			 sb->staging_bytes, strerror(-ret));
 		goto out_unmap_cache;
 	}
+	/* Untouched pages of it cost nothing; without it, every fault of a
+	 * resume probes every pending epoch. */
+	sb->pend_cnt_n = sb->cache_size / FTR_WIRE_MIN_PAGE;
+	sb->pend_cnt = mmap(NULL, sb->pend_cnt_n * sizeof(uint16_t), PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (sb->pend_cnt == MAP_FAILED) {
+		sb->pend_cnt = NULL;
+		sb->pend_cnt_n = 0;
+	}
 	ret = ftr_tp_listen(&sb->o.tp, sb->o.listen, &sb->listener);
 	if (ret) {
 		snprintf(err, errlen, "cannot listen on %s: %s", sb->o.listen, strerror(-ret));
@@ -1878,6 +1930,8 @@ int ftr_standby_create(const struct ftr_standby_opts *opts, struct ftr_standby *
 	return 0;
 
 out_unmap_staging:
+	if (sb->pend_cnt)
+		munmap(sb->pend_cnt, sb->pend_cnt_n * sizeof(uint16_t));
 	munmap(sb->staging, sb->staging_bytes);
 out_unmap_cache:
 	if (sb->cache)
@@ -1977,6 +2031,8 @@ void ftr_standby_destroy(struct ftr_standby *sb)
 		epoch_free(ep);
 	}
 	ftr_listener_close(sb->listener);
+	if (sb->pend_cnt)
+		munmap(sb->pend_cnt, sb->pend_cnt_n * sizeof(uint16_t));
 	munmap(sb->staging, sb->staging_bytes);
 	munmap(sb->cache, sb->cache_size);
 	close(sb->cache_fd);
