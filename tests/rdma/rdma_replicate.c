@@ -2,9 +2,10 @@
 /*
  * rdma_replicate: the replication scenario of tests/integration/replicate.sh
  * over the rdma transport, with the real standby and primary engines of
- * libftrepl in one process (ftrepl-sender cannot select rdma yet, so this
- * drives the library directly; the engines use channels only through
- * <ftrepl/transport.h>, so they run unchanged).
+ * libftrepl in one process, so that the committed image can be compared
+ * byte for byte with the primary's (the programs' scenarios are the
+ * rdma_*.sh scripts). Epochs go one-sided in mode write: RDMA WRITE from
+ * the registered regions (or the copy-out buffer / cow pool) into staging.
  *
  *   rdma_replicate [--mode write|send] [--channels N] [--epochs N] [--size SIZE]
  *                  [--snapshot stop-copy|copy-out|cow]
