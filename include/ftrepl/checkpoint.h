@@ -106,6 +106,7 @@ struct ftr_standby_status {
 	uint64_t blob_len;	   /* state blob of the committed epoch */
 	uint64_t sessions_rejected; /* connections refused at HELLO */
 	uint64_t rx_syscalls;	   /* receive syscalls on the session's channels */
+	uint64_t rx_placed_bytes;  /* page bytes a one-sided transport wrote into staging */
 	uint64_t last_rx_ms_ago;    /* since the last record of the session */
 	char peer[96];
 	char last_error[256];	   /* the latest session failure, "" if none */
@@ -257,6 +258,7 @@ struct ftr_primary_status {
 	uint64_t workload_writes;  /* synthetic workload: writes done (k) */
 	uint32_t nchannels;
 	uint64_t tx_syscalls;
+	uint64_t tx_placed_bytes;  /* page bytes written one-sided (rdma) into staging */
 	uint64_t sync_ns;	   /* initial sync: start to epoch 0 sent */
 	uint64_t sync_pages;	   /* pages (not fill pages) sent by the initial sync */
 	uint64_t epochs_ns;	   /* end of sync to the last ACK (or now) */

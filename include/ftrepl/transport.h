@@ -80,6 +80,9 @@ struct ftr_chan_stats {
 	uint64_t zc_completions; /* their completions reaped so far */
 	uint64_t zc_copied;	/* completions saying the kernel copied the data anyway */
 	uint64_t zc_fallback;	/* 1 once the channel switched to its copying mode */
+	/* one-sided transports (rdma; 0 elsewhere): */
+	uint64_t tx_placed_bytes; /* data written straight into the peer's staging */
+	uint64_t rx_placed_bytes; /* data found already in place in our staging */
 };
 
 /* Names of the registered transports, NULL-terminated (static storage). */

@@ -1423,6 +1423,7 @@ int ftr_primary_get_status(struct ftr_primary *p, struct ftr_primary_status *st)
 
 			ftr_chan_get_stats(p->data[ch], &cs);
 			st->tx_syscalls += cs.tx_syscalls;
+			st->tx_placed_bytes += cs.tx_placed_bytes;
 		}
 	}
 	if (p->ctl)

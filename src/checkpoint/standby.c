@@ -134,6 +134,7 @@ struct ftr_standby {
 	struct sb_conn *ctl;
 	struct sb_conn *data[FTR_WIRE_MAX_CHANNELS + 1];
 	uint64_t rx_syscalls_closed;	/* receive syscalls of channels already closed */
+	uint64_t rx_placed_closed;	/* one-sided bytes of channels already closed */
 	uint32_t nconnected;
 	uint64_t last_rx_ns;
 
@@ -223,6 +224,14 @@ static uint64_t chan_rx_syscalls(struct sb_conn *c)
 
 	ftr_chan_get_stats(c->chan, &cs);
 	return cs.rx_syscalls;
+}
+
+static uint64_t chan_rx_placed(struct sb_conn *c)
+{
+	struct ftr_chan_stats cs;
+
+	ftr_chan_get_stats(c->chan, &cs);
+	return cs.rx_placed_bytes;
 }
 
 static void conn_put(struct sb_conn *c)
@@ -803,6 +812,7 @@ static void session_end_locked(struct ftr_standby *sb, bool orderly, const char 
 	if (sb->ctl) {
 		ftr_chan_shutdown(sb->ctl->chan);
 		sb->rx_syscalls_closed += chan_rx_syscalls(sb->ctl);
+		sb->rx_placed_closed += chan_rx_placed(sb->ctl);
 		conn_put(sb->ctl);
 		sb->ctl = NULL;
 	}
@@ -810,6 +820,7 @@ static void session_end_locked(struct ftr_standby *sb, bool orderly, const char 
 		if (sb->data[i]) {
 			ftr_chan_shutdown(sb->data[i]->chan);
 			sb->rx_syscalls_closed += chan_rx_syscalls(sb->data[i]);
+			sb->rx_placed_closed += chan_rx_placed(sb->data[i]);
 			conn_put(sb->data[i]);
 			sb->data[i] = NULL;
 		}
@@ -2105,11 +2116,14 @@ int ftr_standby_get_status(struct ftr_standby *sb, struct ftr_standby_status *st
 	st->sessions_rejected = sb->sessions_rejected;
 	/* Cumulative: channels of ended sessions were added when closed. */
 	st->rx_syscalls = sb->rx_syscalls_closed;
+	st->rx_placed_bytes = sb->rx_placed_closed;
 	for (int i = 0; i <= FTR_WIRE_MAX_CHANNELS; i++) {
 		struct sb_conn *c = i ? sb->data[i] : sb->ctl;
 
-		if (c)
+		if (c) {
 			st->rx_syscalls += chan_rx_syscalls(c);
+			st->rx_placed_bytes += chan_rx_placed(c);
+		}
 	}
 	st->last_rx_ms_ago = sb->sess_active ? (ftr_now_ns() - sb->last_rx_ns) / 1000000ull : 0;
 	ftr_strlcpy(st->peer, sb->peer, sizeof(st->peer));

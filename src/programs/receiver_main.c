@@ -359,8 +359,12 @@ static json_t *stats_json(struct rx *rx)
 			 "sessions_rejected", (json_int_t)st.sessions_rejected,
 			 "last_rx_ms_ago", (json_int_t)st.last_rx_ms_ago,
 			 "blob_len", (json_int_t)st.blob_len);
-	if (o)
+	if (o) {
+		json_object_set_new(o, "rx_syscalls", json_integer((json_int_t)st.rx_syscalls));
+		json_object_set_new(o, "rx_placed_bytes",
+				    json_integer((json_int_t)st.rx_placed_bytes));
 		json_object_set_new(o, "resume", resume_json(rx, &st));
+	}
 	return o;
 }
 

@@ -165,6 +165,7 @@ static json_t *status_json(struct sender *s, bool full)
 			"tx_syscalls", (json_int_t)st.tx_syscalls);
 
 		json_object_set_new(more, "harvest_last_us", json_integer((json_int_t)st.harvest_last_us));
+		json_object_set_new(more, "tx_placed_bytes", json_integer((json_int_t)st.tx_placed_bytes));
 		json_object_set_new(more, "cow_copied", json_integer((json_int_t)st.cow_copied));
 		json_object_set_new(more, "cow_faults", json_integer((json_int_t)st.cow_faults));
 		/* tcp zerocopy/uring-zc: sends, completions, copied, fallbacks */

@@ -1593,6 +1593,7 @@ static int place_piece(struct rdma_chan *t, const struct iovec *piece, uint64_t 
 		}
 	}
 	stat_add(&t->cnt.write_bytes, len);
+	stat_add(&t->c.st.tx_placed_bytes, len);
 	done = 0;
 	while (done < len) {
 		uint32_t k = (uint32_t)FTR_MIN(len - done, (size_t)UINT32_MAX);
@@ -1796,6 +1797,7 @@ static size_t rx_copy(struct rdma_chan *t, const struct iovec *iov, int iovcnt, 
 				stat_add(&t->cnt.rx_placed_copied, k);
 			}
 			stat_add(&t->cnt.rx_placed_bytes, k);
+			stat_add(&t->c.st.rx_placed_bytes, k);
 			t->rx_ent_off += (uint32_t)k;
 			if (t->rx_ent_off == elen) {
 				t->rx_ent++;

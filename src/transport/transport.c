@@ -518,4 +518,6 @@ void ftr_chan_get_stats(const struct ftr_chan *c, struct ftr_chan_stats *out)
 	out->zc_completions = __atomic_load_n(&s->zc_completions, __ATOMIC_RELAXED);
 	out->zc_copied = __atomic_load_n(&s->zc_copied, __ATOMIC_RELAXED);
 	out->zc_fallback = __atomic_load_n(&s->zc_fallback, __ATOMIC_RELAXED);
+	out->tx_placed_bytes = __atomic_load_n(&s->tx_placed_bytes, __ATOMIC_RELAXED);
+	out->rx_placed_bytes = __atomic_load_n(&s->rx_placed_bytes, __ATOMIC_RELAXED);
 }

@@ -162,10 +162,19 @@ int main(int argc, char **argv)
 	if (!a || !b || alen != blen || memcmp(a, b, alen))
 		return fail("the committed image differs from the primary's final image", "");
 
+	/* Mode write: every epoch's pages go one-sided (the initial sync,
+	 * straight into the cache, does not); mode send: none may. */
+	if (!strcmp(mode, "write") &&
+	    (!ps.tx_placed_bytes || ps.tx_placed_bytes != ss.rx_placed_bytes))
+		return fail("epochs did not travel one-sided (tx_placed_bytes / rx_placed_bytes "
+			    "zero or unequal)", "");
+	if (strcmp(mode, "write") && (ps.tx_placed_bytes || ss.rx_placed_bytes))
+		return fail("mode send wrote one-sided", "");
 	printf("rdma_replicate: ok: %llu epochs committed, k=%llu, %llu pages received, "
-	       "%llu bytes sent, tx syscalls %llu, rx syscalls %llu\n",
+	       "%llu bytes sent (%llu one-sided, %llu placed), tx syscalls %llu, rx syscalls %llu\n",
 	       (unsigned long long)ss.committed, (unsigned long long)v.k,
 	       (unsigned long long)ss.pages_received, (unsigned long long)ps.bytes_sent,
+	       (unsigned long long)ps.tx_placed_bytes, (unsigned long long)ss.rx_placed_bytes,
 	       (unsigned long long)ps.tx_syscalls, (unsigned long long)ss.rx_syscalls);
 	ftr_primary_destroy(p);
 	ftr_workload_destroy(wl);
