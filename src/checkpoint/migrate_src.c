@@ -111,6 +111,7 @@ struct ftr_migrate_src {
 	uint64_t *push;
 	uint64_t *probe;		/* dirty-rate probe of the round (main only) */
 	uint64_t probe_bps;
+	uint64_t bw_sample;		/* payload bytes of the round bw_bps was measured on (main only) */
 	pthread_mutex_t push_lock;
 	uint64_t n_push;		/* under push_lock */
 	uint64_t pivot, fwd, bwd;	/* push cursors, under push_lock */
@@ -1166,9 +1167,20 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 		t1 = ftr_now_ns();
 		cut = atomic_load(&s->switch_req) || atomic_load(&s->abort_req);
 		bw = s->bw_bps;
-		if (!cut && (atomic_load(&s->bytes_sent) - bytes0 >= MS_MIN_BW_BYTES || !bw) &&
-		    t1 > t0)
-			bw = (atomic_load(&s->bytes_sent) - bytes0) * 1000000000ull / (t1 - t0);
+		/* Bandwidth counts payload bytes only, but a round's time also
+		 * covers its fill (zero) pages: the first round over a mostly
+		 * untouched image moves few bytes in a long time. The pages left
+		 * for the stop-and-copy are written ones, so until a round of
+		 * MS_MIN_BW_BYTES measures it, the round with the most payload
+		 * so far does; a smaller later one never replaces it. */
+		if (!cut && t1 > t0) {
+			uint64_t moved = atomic_load(&s->bytes_sent) - bytes0;
+
+			if (moved >= MS_MIN_BW_BYTES || moved > s->bw_sample || !bw) {
+				bw = moved * 1000000000ull / (t1 - t0);
+				s->bw_sample = moved;
+			}
+		}
 		if ((ret = pause_wl(s)))
 			return ret;
 		s->t_pause = ftr_now_ns();
