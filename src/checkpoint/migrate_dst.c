@@ -422,6 +422,7 @@ static void data_loop(struct md_conn *c)
 				md_conn_broken(d, inc, ret, "channel %u: %s", c->role, errname(ret));
 			break;
 		}
+		atomic_store(&d->rx_any_ns, ftr_now_ns());
 		switch (c->rec->hdr.type) {
 		case FTR_REC_PAGES:
 		case FTR_REC_ZERO_PAGES:
@@ -737,6 +738,12 @@ static void control_loop(struct md_conn *c)
 		ret = mig_recv_rec(c->chan, c->head, FTR_MIN(d->o.heartbeat_ms, 100), &d->lim, c->rec,
 				   &werr);
 		if (ret == -EAGAIN) {
+			uint64_t any = atomic_load(&d->rx_any_ns);
+
+			/* Data channels of this incarnation count too (a page
+			 * record of an older one cannot arrive: those are shut). */
+			if (any > last_rx)
+				last_rx = any;
 			if (ftr_now_ns() - last_rx > (uint64_t)d->o.timeout_ms * 1000000ull) {
 				md_conn_broken(d, inc, -ETIMEDOUT, "source silent for %d ms",
 					       d->o.timeout_ms);

@@ -54,6 +54,9 @@ struct ftr_migrate_dst {
 	pthread_t lis_th;
 	bool lis_started;
 	atomic_bool stopping;
+	/* last record on any channel (CLOCK_MONOTONIC ns): a source whose
+	 * heartbeats wait behind its own pages on a full link is not silent */
+	atomic_uint_fast64_t rx_any_ns;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
