@@ -208,7 +208,8 @@ struct ftr_migrate_src_opts {
 	enum ftr_dirty_mode dirty;	/* as ftr_primary_opts.dirty */
 	bool no_background;		/* postcopy: serve requests only, push nothing */
 	uint64_t precopy_bw;		/* bytes/s cap of the precopy rounds; 0 = none */
-	uint64_t postcopy_bw;		/* bytes/s cap of the postcopy push; 0 = none */
+	uint64_t postcopy_bw;		/* bytes/s cap of the postcopy push; 0 = 90 % of the
+					 * measured link rate; UINT64_MAX = none */
 	int recover_timeout_ms;		/* postcopy reconnection window; 0 = 30000 */
 	int heartbeat_ms;		/* 0 = 200 */
 	int timeout_ms;			/* peer silence / stalled record; 0 = 5000 */

@@ -136,6 +136,14 @@ int ftr_chan_send(struct ftr_chan *c, const struct ftr_tx_rec *recs, int nrecs);
 /* Waits until every earlier send no longer references its data. */
 int ftr_chan_flush(struct ftr_chan *c);
 
+/* Caps the rate at which the channel puts bytes on the wire (bytes/s; 0
+ * lifts the cap), spreading them evenly rather than in bursts, so that
+ * another channel's small records do not queue behind this one's on a
+ * shared link. tcp: SO_MAX_PACING_RATE (TCP's own pacing, or the fq
+ * qdisc). Returns 0, or -EOPNOTSUPP when the transport cannot (the caller
+ * may pace itself). */
+int ftr_chan_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s);
+
 /* Mid-record stall limit: once a record has started arriving, each further
  * wait for bytes is bounded by this (default 10000 ms). */
 void ftr_chan_set_stall_timeout(struct ftr_chan *c, int ms);

@@ -50,6 +50,15 @@
 #define MS_URGENT_IDLE_MS 200
 #define MS_MIN_BW_BYTES (4ull << 20)	/* a round this big measures bandwidth */
 #define MS_PROBE_MS 50			/* dirty-rate probe into a round */
+/* Hybrid: the link's rate is measured over [MS_BW_FROM_MS, +MS_BW_SPAN_MS]
+ * of a round (past the burst that fills the socket buffers) to decide
+ * early whether the round can pay off at all. */
+#define MS_BW_FROM_MS 150
+#define MS_BW_SPAN_MS 300
+/* Postcopy: background pages go out at this share of the link's rate, so
+ * that the link's queue stays short and a fault's request and its pages
+ * (the urgent channel) never wait behind a queue of pushed pages. */
+#define MS_PUSH_SHARE_PCT 90
 
 enum ms_job { MS_JOB_NONE, MS_JOB_ROUND, MS_JOB_PUSH, MS_JOB_EXIT };
 
@@ -90,6 +99,9 @@ struct ftr_migrate_src {
 	uint64_t switch_round;
 	atomic_bool switch_req;
 	atomic_bool abort_req;
+	atomic_bool round_cut;		/* hybrid: this round cannot pay off, stop it */
+	_Atomic uint64_t round_bytes;	/* payload sent in the current round so far */
+	bool cut_for_rate;		/* main only: the last round was cut so */
 
 	/* the connection (set by main between incarnations; threads read) */
 	uint64_t inc;
@@ -117,6 +129,8 @@ struct ftr_migrate_src {
 	uint64_t pivot, fwd, bwd;	/* push cursors, under push_lock */
 	bool pivot_new, back;
 	uint64_t bw_t0, bw_bytes;	/* postcopy_bw pacing, under push_lock */
+	_Atomic uint64_t push_cap;	/* automatic push cap (bytes/s) paced here when
+					 * the transport cannot pace; 0: none */
 
 	/* counters */
 	_Atomic uint64_t precopy_pages, pushed_pages, requested_pages, bytes_sent, fault_reqs;
@@ -612,7 +626,7 @@ static int tx_round(struct ms_tx *t, struct ftr_chan *c, bool stable)
 	struct ftr_migrate_src *s = t->src;
 	const struct mig_layout *l = &s->lay;
 	uint64_t nstripes = FTR_DIV_ROUND_UP(l->bits, 1ull << MIG_STRIPE_SHIFT);
-	uint64_t pages0 = t->b.npages + t->b.fills, bytes0 = t->b.bytes;
+	uint64_t pages0 = t->b.npages + t->b.fills, bytes0 = t->b.bytes, live = bytes0;
 	int ret = 0;
 
 	t->b.crc = stable && (s->features & FTR_FEAT_DATA_CRC);
@@ -620,7 +634,8 @@ static int tx_round(struct ms_tx *t, struct ftr_chan *c, bool stable)
 		uint64_t w0 = (st << MIG_STRIPE_SHIFT) >> 6;
 		uint64_t w1 = FTR_MIN(((st + 1) << MIG_STRIPE_SHIFT) >> 6, ftr_bitmap_words(l->bits));
 
-		if (!stable && (atomic_load(&s->switch_req) || atomic_load(&s->abort_req)))
+		if (!stable && (atomic_load(&s->switch_req) || atomic_load(&s->abort_req) ||
+				atomic_load(&s->round_cut)))
 			break;
 		for (uint64_t w = w0; w < w1 && !ret; w++) {
 			uint64_t bits = s->stale[w];
@@ -642,6 +657,8 @@ static int tx_round(struct ms_tx *t, struct ftr_chan *c, bool stable)
 				ret = mig_builder_add(&t->b, c, (uint32_t)r, g - l->g0[r],
 						      page_addr(s, (uint32_t)r, g - l->g0[r]));
 			}
+			atomic_fetch_add(&s->round_bytes, t->b.bytes - live);
+			live = t->b.bytes;
 		}
 	}
 	if (!ret)
@@ -668,7 +685,8 @@ static int tx_push(struct ms_tx *t, struct ftr_chan *c, uint64_t inc)
 
 		if (!n)
 			break;
-		pace(s, s->o.postcopy_bw, (uint64_t)n * s->lay.page_size);
+		pace(s, s->o.postcopy_bw ? s->o.postcopy_bw : atomic_load(&s->push_cap),
+		     (uint64_t)n * s->lay.page_size);
 		for (unsigned i = 0; i < n && !ret; i++)
 			ret = mig_builder_add(&t->b, c, region, pages[i], page_addr(s, region, pages[i]));
 		if (!ret)
@@ -1098,8 +1116,13 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 {
 	int ret;
 
+	uint64_t t0 = ftr_now_ns();
+
 	for (uint32_t i = 0; i < s->nch; i++)
 		s->tx[i].b.seq = r;
+	atomic_store(&s->round_cut, false);
+	atomic_store(&s->round_bytes, 0);
+	s->cut_for_rate = false;
 	start_job(s, MS_JOB_ROUND, false);
 	if (!wait_jobs_for(s, MS_PROBE_MS) && !pause_wl(s)) {
 		int64_t n = harvest(s, s->probe);
@@ -1109,6 +1132,31 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 		if (n > 0)
 			s->probe_bps = (uint64_t)n * s->lay.page_size * 1000000000ull /
 				       FTR_MAX(t - t_harv, 1ull);
+	}
+	/* Hybrid without a round count: a round that moves pages slower than
+	 * the workload dirties them only delays the switch; the pages it sent
+	 * stay sent. */
+	if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && s->probe_bps &&
+	    !wait_jobs_for(s, MS_BW_FROM_MS - MS_PROBE_MS)) {
+		uint64_t b1 = atomic_load(&s->round_bytes), t1 = ftr_now_ns();
+
+		if (!wait_jobs_for(s, MS_BW_SPAN_MS)) {
+			uint64_t t2 = ftr_now_ns();
+			uint64_t bw = (atomic_load(&s->round_bytes) - b1) * 1000000000ull /
+				      FTR_MAX(t2 - t1, 1ull);
+
+			if (bw && s->probe_bps >= bw) {
+				pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s "
+					">= link %.1f MB/s: precopy cannot converge, switching to "
+					"postcopy now", r, (t2 - t0) / 1000000, s->probe_bps / 1e6,
+					bw / 1e6);
+				s->cut_for_rate = true;
+				pthread_mutex_lock(&s->lock);
+				s->bw_bps = bw;
+				pthread_mutex_unlock(&s->lock);
+				atomic_store(&s->round_cut, true);
+			}
+		}
 	}
 	wait_jobs(s);
 	if (ms_failed(s))
@@ -1165,7 +1213,7 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 		if (ret)
 			return ret;
 		t1 = ftr_now_ns();
-		cut = atomic_load(&s->switch_req) || atomic_load(&s->abort_req);
+		cut = atomic_load(&s->switch_req) || atomic_load(&s->abort_req) || s->cut_for_rate;
 		bw = s->bw_bps;
 		/* Bandwidth counts payload bytes only, but a round's time also
 		 * covers its fill (zero) pages: the first round over a mostly
@@ -1220,6 +1268,10 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 		}
 		if (atomic_load(&s->switch_req)) {
 			*how = s->o.mode == FTR_MIG_PRECOPY ? MS_SW_STOPCOPY : MS_SW_POSTCOPY;
+			return 0;
+		}
+		if (s->cut_for_rate) {
+			*how = MS_SW_POSTCOPY;
 			return 0;
 		}
 		/* Hybrid: once the workload dirties memory at least as fast as
@@ -1479,6 +1531,68 @@ static int recover(struct ftr_migrate_src *s)
 	return 0;
 }
 
+/* Waits up to ms, or less if postcopy ends or breaks. True if it did. */
+static bool postcopy_over_within(struct ftr_migrate_src *s, int ms)
+{
+	struct timespec ts = ftr_deadline_ms(ms);
+	bool over;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->completed && !s->failed && !s->lost && !atomic_load(&s->abort_req) &&
+	       !pthread_cond_timedwait(&s->cv, &s->lock, &ts))
+		;
+	over = s->completed || s->failed || s->lost || atomic_load(&s->abort_req);
+	pthread_mutex_unlock(&s->lock);
+	return over;
+}
+
+/* Without --postcopy-bw: caps the push at MS_PUSH_SHARE_PCT of the link's
+ * rate (measured by precopy, or over the first moments of the push), paced
+ * by the transport (evenly, no bursts) or else by the tx threads. */
+static void auto_pace_push(struct ftr_migrate_src *s)
+{
+	uint64_t bw, cap;
+	bool kernel = true;
+
+	if (s->o.postcopy_bw || s->o.no_background)
+		return;
+	pthread_mutex_lock(&s->lock);
+	bw = s->bw_bps;
+	pthread_mutex_unlock(&s->lock);
+	if (!bw) {
+		uint64_t b1, t1;
+
+		if (postcopy_over_within(s, MS_BW_FROM_MS))
+			return;
+		b1 = atomic_load(&s->bytes_sent);
+		t1 = ftr_now_ns();
+		if (postcopy_over_within(s, MS_BW_SPAN_MS))
+			return;
+		bw = (atomic_load(&s->bytes_sent) - b1) * 1000000000ull /
+		     FTR_MAX(ftr_now_ns() - t1, 1ull);
+		if (!bw)
+			return;
+		pthread_mutex_lock(&s->lock);
+		s->bw_bps = bw;
+		pthread_mutex_unlock(&s->lock);
+	}
+	cap = bw / 100 * MS_PUSH_SHARE_PCT;
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t i = 1; i <= s->nch; i++)
+		if (s->data[i] && ftr_chan_set_pacing(s->data[i], cap / s->nch))
+			kernel = false;
+	pthread_mutex_unlock(&s->lock);
+	if (!kernel) {
+		for (uint32_t i = 1; i <= s->nch; i++)
+			if (s->data[i])
+				ftr_chan_set_pacing(s->data[i], 0);
+		atomic_store(&s->push_cap, cap);
+	}
+	pr_info("postcopy: background pages paced at %.1f MB/s (%d %% of the link's %.1f MB/s, "
+		"by %s) so that faults do not queue behind them", cap / 1e6, MS_PUSH_SHARE_PCT,
+		bw / 1e6, kernel ? "the transport" : "ftrepl");
+}
+
 static int postcopy(struct ftr_migrate_src *s)
 {
 	int ret;
@@ -1486,8 +1600,10 @@ static int postcopy(struct ftr_migrate_src *s)
 	for (;;) {
 		bool lost;
 
-		if (!s->o.no_background)
+		if (!s->o.no_background) {
 			start_job(s, MS_JOB_PUSH, true);
+			auto_pace_push(s);
+		}
 		pthread_mutex_lock(&s->lock);
 		while (!s->completed && !s->failed && !s->lost && !atomic_load(&s->abort_req))
 			pthread_cond_wait(&s->cv, &s->lock);

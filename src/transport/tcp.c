@@ -1715,6 +1715,18 @@ static int tcp_recv_iov(struct ftr_chan *c, const struct iovec *iov, int iovcnt,
 	return 0;
 }
 
+/* The kernel paces the socket (TCP's internal pacing, or fq's). The rate
+ * is a u64 since Linux 4.19; ~0 means no cap. */
+static int tcp_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
+{
+	struct tcp_chan *t = to_tcp(c);
+	uint64_t rate = bytes_per_s ? bytes_per_s : ~0ull;
+
+	if (setsockopt(t->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate)) < 0)
+		return -errno;
+	return 0;
+}
+
 /* ---- the ops table ------------------------------------------------------------ */
 
 const struct ftr_transport_ops ftr_tcp_transport = {
@@ -1732,4 +1744,5 @@ const struct ftr_transport_ops ftr_tcp_transport = {
 	.recv_iov = tcp_recv_iov,
 	.shutdown = tcp_shutdown,
 	.close = tcp_close,
+	.set_pacing = tcp_set_pacing,
 };

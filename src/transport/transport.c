@@ -299,6 +299,15 @@ int ftr_chan_send(struct ftr_chan *c, const struct ftr_tx_rec *recs, int nrecs)
 	return ret;
 }
 
+int ftr_chan_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
+{
+	if (!c)
+		return -EINVAL;
+	if (!c->ops->set_pacing)
+		return -EOPNOTSUPP;
+	return c->ops->set_pacing(c, bytes_per_s);
+}
+
 int ftr_chan_flush(struct ftr_chan *c)
 {
 	int ret = 0;

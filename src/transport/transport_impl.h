@@ -79,6 +79,10 @@ struct ftr_transport_ops {
 
 	void (*shutdown)(struct ftr_chan *c);
 	void (*close)(struct ftr_chan *c);
+
+	/* Optional: caps the channel's send rate (bytes/s, 0 = none) in the
+	 * transport or the kernel; NULL: -EOPNOTSUPP. */
+	int (*set_pacing)(struct ftr_chan *c, uint64_t bytes_per_s);
 };
 
 /* Initializes the generic part of a channel a backend created. */
