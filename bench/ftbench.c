@@ -15,6 +15,9 @@
  *   wlwrap.c           the synthetic workload behind a wrapper (pause samples,
  *                      a gate on its writer) and small shared helpers
  *   mode_*.c           the modes
+ *   qemu_peer.c        a QEMU child: QMP on a socketpair, COM1 on pipes
+ *   qemu_mig.c         one QEMU -> QEMU migration (--postcopy's qemu-* variants)
+ *   qemu-guest/        the test guest QEMU boots (a multiboot kernel)
  * bench/README.md describes the modes and the --json document field by field.
  *
  * Processes: the main process only orchestrates. Each run forks a standby
@@ -108,7 +111,8 @@ static void usage(void)
 	       "                    (default pending-0,pending-25)\n"
 	       "--postcopy:\n"
 	       "  --modes LIST      precopy[-N] (at most N rounds; plain: 30), postcopy,\n"
-	       "                    hybrid[-N] (N precopy rounds, then postcopy; plain: 5)\n"
+	       "                    hybrid[-N] (N precopy rounds, then postcopy; plain: 5),\n"
+	       "                    and each as qemu-...: QEMU 7.2 migrating its test guest\n"
 	       "  --link-rate LIST  tbf rates of the veth links (default 1g); 'none': loopback\n"
 	       "  --no-loopback     only the veth links\n"
 	       "\n"

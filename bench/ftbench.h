@@ -30,7 +30,7 @@
 #define FTB_MAX_WARMUP 5
 #define FTB_MAX_GROUPS 8
 #define FTB_MAX_VARIANTS 16
-#define FTB_MAX_METRICS 24
+#define FTB_MAX_METRICS 32
 
 /* ---- the command line (shared by every mode) ------------------------------ */
 
@@ -365,6 +365,106 @@ int ftb_write_full(int fd, const void *buf, size_t len);
 /* In a forked child: closes every inherited fd but 0-2 and keep[], so that
  * the pipes of other children see EOF when their owner closes them. */
 void ftb_close_fds_except(const int *keep, unsigned nkeep);
+
+/* ---- QEMU as a peer (qemu_peer.c, qemu_mig.c) ------------------------------------ */
+
+/*
+ * A qemu-system-x86_64 child (TCG) booting ftbench's test guest
+ * (bench/qemu-guest: a multiboot kernel that writes pages of its RAM at a
+ * paced rate and checks them on request), its QMP monitor on a socketpair
+ * and its COM1 on pipes. Killed and reaped by ftb_qemu_stop(), and by the
+ * process-wide cleanup on exit and signals (it is an ftb_fork() child).
+ */
+struct ftb_qemu;
+
+struct ftb_qemu_opts {
+	const char *guest;	/* the guest ELF */
+	uint64_t mem_kib;	/* -m, KiB (keep it off multiples of 256 KiB: FACTS.md) */
+	uint64_t rate;		/* guest page writes/s, 0 = as fast as it goes */
+	unsigned seed;		/* the guest's page sequence */
+	unsigned advance;	/* writes per page before READY */
+	int ns_fd;		/* network namespace, -1 = this one */
+	bool incoming;		/* -incoming defer */
+	const char *name;	/* "source", "destination": in messages */
+};
+
+/* Starts QEMU and negotiates QMP (greeting, qmp_capabilities). Returns 0
+ * with *out owned by the caller (ftb_qemu_stop), or -errno with err. */
+int ftb_qemu_start(const struct ftb_qemu_opts *o, struct ftb_qemu **out, char *err,
+		   size_t errlen);
+/* SIGKILLs and reaps QEMU, frees q. NULL is a no-op. */
+void ftb_qemu_stop(struct ftb_qemu *q);
+/* Runs QMP command cmd with args (a JSON object or NULL; the reference is
+ * stolen) within timeout_ms. *ret (may be NULL) gets the "return" value
+ * (a new reference). Events read meanwhile are queued. 0, -EIO (QMP
+ * error, its desc in err), -ETIMEDOUT, -EPIPE (QEMU exited), -errno. */
+int ftb_qmp(struct ftb_qemu *q, const char *cmd, json_t *args, json_t **ret, int timeout_ms,
+	    char *err, size_t errlen);
+/* The next QMP event (a new reference) within timeout_ms: 0, -ETIMEDOUT
+ * (err untouched), -EPIPE or -errno. */
+int ftb_qmp_event(struct ftb_qemu *q, json_t **ev, int timeout_ms, char *err, size_t errlen);
+/* An event's timestamp, microseconds of CLOCK_REALTIME. */
+int64_t ftb_qmp_event_time_us(const json_t *ev);
+/* Reads COM1 until a line starting with prefix (copied to line, no
+ * newline); other lines are dropped. 0, -ETIMEDOUT, -EPIPE, -EFAULT (the
+ * guest reported a CPU exception), -errno; err says which. */
+int ftb_qemu_line(struct ftb_qemu *q, const char *prefix, char *line, size_t len, int timeout_ms,
+		  char *err, size_t errlen);
+/* Sends one byte to the guest's COM1. 0 or -errno. */
+int ftb_qemu_send(struct ftb_qemu *q, char c);
+pid_t ftb_qemu_pid(const struct ftb_qemu *q);
+
+/*
+ * One QEMU -> QEMU live migration of the test guest (qemu_mig.c), for
+ * --postcopy's qemu-* variants: precopy (at most max_rounds rounds, then
+ * cancelled: "did not converge"), postcopy (migrate-start-postcopy at
+ * once) or hybrid (postcopy after max_rounds rounds; max_rounds 0: ftrepl's
+ * own rule, as soon as a round's dirty rate reaches its bandwidth, at the
+ * latest after 5).
+ */
+struct ftb_qmig_cfg {
+	const char *guest;	/* the guest ELF */
+	uint64_t mem_kib;	/* guest RAM */
+	uint64_t rate;		/* guest page writes/s, 0 = flat out */
+	unsigned seed, advance;
+	int mode;		/* enum ftr_migrate_mode */
+	unsigned max_rounds;	/* 0: precopy 30, hybrid ftrepl's rule */
+	unsigned downtime_ms;	/* QEMU's downtime-limit */
+	const char *ip;		/* the destination listens here */
+	int tx_ns, rx_ns;	/* the source's and destination's namespaces, -1 = this one */
+	int timeout_ms;		/* the migration, from `migrate` to completion */
+};
+
+struct ftb_qmig_res {
+	bool completed;		/* false: precopy gave up (nc_msg says why) */
+	char nc_msg[256];
+	double total_s;		/* QEMU's total-time */
+	double downtime_ms;	/* STOP on the source to RESUME on the destination */
+	double qemu_downtime_ms;	/* QEMU's own "downtime" */
+	double setup_ms;
+	double precopy_s;	/* migration setup to the switch (STOP or postcopy-active) */
+	double postcopy_s;	/* destination RESUME to completion (postcopy), else 0 */
+	uint64_t pages;		/* normal + duplicate (zero) pages sent */
+	uint64_t normal_pages;
+	uint64_t precopy_pages;	/* pages sent when the switch was seen */
+	uint64_t postcopy_requests;
+	uint64_t transferred;	/* bytes on the wire (RAM section) */
+	unsigned rounds;	/* precopy rounds completed before the switch */
+	double dirty_mb_s, bandwidth_mb_s;	/* the last completed round */
+	double blocktime_ms;	/* the destination's postcopy-blocktime */
+	double guest_writes_per_s;	/* measured on the source before `migrate` */
+	uint32_t guest_pages;	/* the guest's workload pages */
+	bool verified;		/* the destination guest's check said OK, sum agreed */
+	char verify_line[200];
+};
+
+/* Finds the guest (FTBENCH_QEMU_GUEST, else the one built with ftbench)
+ * and qemu-system-x86_64. 0 with path set, or -ENOENT with why. */
+int ftb_qmig_available(char *path, size_t len, char *why, size_t whylen);
+/* Runs one migration. 0 with res (completed or not), or -errno with err:
+ * QEMU failed, timed out, or the destination's guest found a bad page. */
+int ftb_qmig_run(const struct ftb_qmig_cfg *cfg, struct ftb_qmig_res *res, char *err,
+		 size_t errlen);
 
 /* ---- gnuplot (plot.c) ------------------------------------------------------------ */
 
