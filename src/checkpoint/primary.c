@@ -1125,9 +1125,11 @@ static int wait_inflight(struct ftr_primary *p, uint64_t e)
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		uint64_t acked = p->acked == FTR_EPOCH_NONE ? 0 : p->acked;
+		/* The standby takes epochs [next, next + MAX_INFLIGHT), next
+		 * being the one after its last commit (0 before any). */
+		uint64_t next = p->acked == FTR_EPOCH_NONE ? 0 : p->acked + 1;
 
-		if (p->failed || e - acked <= FTR_WIRE_MAX_INFLIGHT)
+		if (p->failed || e < next + FTR_WIRE_MAX_INFLIGHT)
 			break;
 		struct timespec dl = ftr_deadline_ms(50);
 

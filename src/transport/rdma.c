@@ -101,6 +101,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
@@ -1898,14 +1902,40 @@ static int advertise(struct rdma_chan *t, const struct rdma_reg *r)
 	return ret;
 }
 
+/*
+ * Before a read-only pin: every page of a source must be a real page of its
+ * own. Older kernels (before 6.5) pin the shared zero page for a read-only
+ * long-term pin of untouched anonymous memory, and the first write then
+ * gives the process a new page the NIC never sees. Populating for write
+ * first goes through the normal fault path (a userfaultfd, if any, handles
+ * it). Best effort: without MADV_POPULATE_WRITE (before 5.14), or on memory
+ * that refuses it, the pin populates what it can.
+ */
+static void populate_source(void *addr, size_t len)
+{
+	uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)addr & ~(ps - 1);
+	uintptr_t e = ((uintptr_t)addr + len + ps - 1) & ~(ps - 1);
+
+	if (madvise((void *)a, e - a, MADV_POPULATE_WRITE) < 0 && errno != EINVAL)
+		pr_debug("populating %zu bytes of source memory: %s", len, strerror(errno));
+}
+
 static int rdma_reg_mem(struct ftr_chan *c, struct ftr_mr *m)
 {
 	struct rdma_chan *t = to_rdma(c);
 	bool staging = m->flags & FTR_MR_STAGING;
-	int access = IBV_ACCESS_LOCAL_WRITE | (staging ? IBV_ACCESS_REMOTE_WRITE : 0);
-	struct rdma_reg *r = calloc(1, sizeof(*r));
+	/* A source is only read by the NIC: pinned read-only, so that
+	 * registering it takes no write fault. Memory write-protected by a
+	 * userfaultfd (dirty tracking) cannot take one from inside the pin:
+	 * the kernel refuses it (EFAULT). */
+	int access = staging ? IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE : 0;
+	struct rdma_reg *r;
 	int ret = 0;
 
+	if (!staging)
+		populate_source(m->addr, m->len);
+	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->owner = m;

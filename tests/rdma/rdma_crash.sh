@@ -5,8 +5,9 @@
 # `ftreplctl verify` must pass the oracle on its committed image, whose
 # epoch must be no older than the last one the sender was seen to have
 # acked. Trial t uses 1 + (t-1) % 3 data channels, snapshot strategy
-# stop-copy, copy-out, cow in turn, and dirty tracking workload, scan in
-# turn (FTR_RDMA_DIRTY=MODE forces one; see rdma_env.sh about auto).
+# stop-copy, copy-out, cow in turn, and dirty tracking auto (wp-sync on the
+# VM's 6.1 kernel), scan, wp-sync in turn (so trial 3 is cow sharing the
+# wp-sync tracker's uffd); FTR_RDMA_DIRTY=MODE forces one.
 #   rdma_crash.sh TRIALS   (FTR_SEED reproduces the kill moments and rates)
 . "$(dirname "$0")/rdma_env.sh"
 
@@ -15,13 +16,13 @@ SEED=${FTR_SEED:-$RANDOM}
 RANDOM=$SEED
 say "$TRIALS trials, seed $SEED (FTR_SEED=$SEED reproduces)"
 snaps=(stop-copy copy-out cow)
-dirties=(workload scan)
+dirties=(auto scan wp-sync)
 
 for t in $(seq 1 "$TRIALS"); do
 	rm -f "$WORK"/rx.sock "$WORK"/tx.sock
 	chans=$(((t - 1) % 3 + 1))
 	snap=${snaps[$(((t - 1) % 3))]}
-	dirty=${FTR_RDMA_DIRTY:-${dirties[$(((t - 1) % 2))]}}
+	dirty=${FTR_RDMA_DIRTY:-${dirties[$(((t - 1) % 3))]}}
 	rate=$(((RANDOM % 3) * 10000)) # 0 = as fast as possible
 	start_rx rx --log-level debug --cache 32M --staging 8M --failover-timeout 3000 --heartbeat-ms 100
 	start_tx tx --log-level debug --workload "synth:size=16M,seed=$t,rate=$rate" --epoch-ms 20 \

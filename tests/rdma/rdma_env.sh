@@ -7,11 +7,9 @@
 # and FTR_ADDR set, so start_rx/start_tx speak rdma, and without needing jq
 # (the VM has none).
 #
-# The replication scenarios name their dirty tracking (workload or scan):
-# on a kernel without UFFD_FEATURE_WP_ASYNC (< 6.7, such as the VM's 6.1)
-# "auto" picks wp-sync, and a sender with wp-sync cannot register its
-# write-protected region with the verbs device (ibv_reg_mr: Bad address; see
-# README.md). FTR_RDMA_DIRTY=MODE runs them with another mode.
+# The replication scenarios name their dirty tracking (rdma_crash rotates
+# auto, scan and wp-sync; the resume scenarios use scan or workload);
+# FTR_RDMA_DIRTY=MODE runs them all with one mode.
 #
 # FTR_BIN defaults to the build tree holding this file (BUILD/tests/rdma).
 # FTR_RDMA_OVER_TCP=1 runs a scenario's logic over tcp on 127.0.0.1: a way
