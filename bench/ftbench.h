@@ -412,7 +412,6 @@ int ftb_qemu_line(struct ftb_qemu *q, const char *prefix, char *line, size_t len
 		  char *err, size_t errlen);
 /* Sends one byte to the guest's COM1. 0 or -errno. */
 int ftb_qemu_send(struct ftb_qemu *q, char c);
-pid_t ftb_qemu_pid(const struct ftb_qemu *q);
 
 /*
  * One QEMU -> QEMU live migration of the test guest (qemu_mig.c), for

@@ -31,7 +31,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -476,9 +475,4 @@ int ftb_qemu_line(struct ftb_qemu *q, const char *prefix, char *line, size_t len
 int ftb_qemu_send(struct ftb_qemu *q, char c)
 {
 	return write(q->ser_in, &c, 1) == 1 ? 0 : -errno;
-}
-
-pid_t ftb_qemu_pid(const struct ftb_qemu *q)
-{
-	return q->pid;
 }
