@@ -784,59 +784,23 @@ static bool wait_jobs_for(struct ftr_migrate_src *s, int ms)
 static int open_channel(struct ftr_migrate_src *s, uint8_t channel, uint64_t last_committed,
 			struct ftr_chan **out, struct ftr_hello *reply, char *msg, size_t mlen)
 {
-	uint8_t *head = malloc(MIG_HEAD_CAP);
-	struct ftr_rec *rec = malloc(sizeof(*rec));
+	struct ftr_rec *rec = calloc(1, sizeof(*rec));
 	uint64_t offer = FTR_FEAT_ZERO_FILL | (s->o.no_data_crc ? 0 : FTR_FEAT_DATA_CRC);
-	struct ftr_wire_error werr;
-	struct ftr_chan *c = NULL;
 	int ret;
 
-	if (!head || !rec) {
+	if (!rec) {
 		snprintf(msg, mlen, "out of memory");
-		ret = -ENOMEM;
-		goto out;
+		return -ENOMEM;
 	}
-	ret = ftr_tp_connect(&s->o.tp, s->o.connect, s->o.connect_timeout_ms, &c);
-	if (ret) {
-		snprintf(msg, mlen, "cannot connect channel %u to %s: %s", channel, s->o.connect,
-			 strerror(-ret));
-		goto out;
-	}
-	ftr_chan_set_stall_timeout(c, s->o.timeout_ms);
-	memset(rec, 0, sizeof(*rec));
 	rec->hdr.type = FTR_REC_HELLO;
 	mig_fill_hello(&rec->u.hello, &s->lay, s->session, s->generation,
 		       channel == FTR_CHAN_CONTROL && last_committed == FTR_EPOCH_NONE ? offer
 										 : s->features,
 		       channel, (uint8_t)s->nch, last_committed);
-	ret = ftr_chan_send_rec(c, rec, NULL, 0);
+	ret = ftr_session_connect(&s->o.tp, s->o.connect, s->o.connect_timeout_ms, s->o.timeout_ms,
+				  s->o.timeout_ms, "destination", rec, out, msg, mlen);
 	if (!ret)
-		ret = mig_recv_rec(c, head, s->o.timeout_ms, NULL, rec, &werr);
-	if (ret) {
-		snprintf(msg, mlen, "no answer to HELLO on channel %u: %s", channel,
-			 ret == -EPROTO ? werr.msg : errname(ret));
-		goto out;
-	}
-	if (rec->hdr.type == FTR_REC_ERROR) {
-		snprintf(msg, mlen, "destination refused channel %u: %.180s", channel, rec->u.error.msg);
-		ret = -EREMOTEIO;	/* said so: not worth retrying */
-		goto out;
-	}
-	if (rec->hdr.type != FTR_REC_HELLO || !(rec->hdr.flags & FTR_WF_REPLY) ||
-	    rec->u.hello.role != FTR_ROLE_STANDBY || memcmp(rec->u.hello.session, s->session, 16) ||
-	    rec->u.hello.generation != s->generation || rec->u.hello.page_size != s->lay.page_size) {
-		snprintf(msg, mlen, "destination answered channel %u's HELLO with a mismatching %s",
-			 channel, ftr_rec_type_name(rec->hdr.type));
-		ret = -EPROTO;
-		goto out;
-	}
-	*reply = rec->u.hello;
-	*out = c;
-	c = NULL;
-out:
-	if (c)
-		ftr_chan_close(c);
-	free(head);
+		*reply = rec->u.hello;
 	free(rec);
 	return ret;
 }

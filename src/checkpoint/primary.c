@@ -335,72 +335,24 @@ static void fill_hello(struct ftr_primary *p, struct ftr_hello *h, uint8_t chann
 static int open_channel(struct ftr_primary *p, uint8_t channel, struct ftr_chan **out,
 			struct ftr_hello *reply)
 {
-	uint8_t *head = malloc(FTR_WIRE_HDR_LEN + FTR_WIRE_MAX_BODY);
-	struct ftr_rec *rec = malloc(sizeof(*rec));
-	struct ftr_wire_error werr;
-	struct ftr_wire_hdr hdr;
-	struct ftr_chan *c = NULL;
-	ssize_t n;
+	struct ftr_rec *rec = calloc(1, sizeof(*rec));
+	char msg[256];
 	int ret;
 
-	if (!head || !rec) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = ftr_tp_connect(&p->o.tp, p->o.connect, p->o.connect_timeout_ms, &c);
-	if (ret) {
-		pr_fail(p, "cannot connect channel %u to %s: %s", channel, p->o.connect,
-			strerror(-ret));
-		goto out;
-	}
-	ftr_chan_set_stall_timeout(c, p->o.failover_timeout_ms);
-	memset(rec, 0, sizeof(*rec));
+	if (!rec)
+		return -ENOMEM;
 	rec->hdr.type = FTR_REC_HELLO;
 	fill_hello(p, &rec->u.hello, channel);
-	ret = ftr_chan_send_rec(c, rec, NULL, 0);
+	ret = ftr_session_connect(&p->o.tp, p->o.connect, p->o.connect_timeout_ms,
+				  p->o.failover_timeout_ms, PR_HELLO_TIMEOUT_MS, "standby", rec, out,
+				  msg, sizeof(msg));
 	if (ret) {
-		pr_fail(p, "sending HELLO on channel %u: %s", channel, strerror(-ret));
-		goto out_close;
-	}
-	n = ftr_chan_recv_head(c, head, FTR_WIRE_HDR_LEN + FTR_WIRE_MAX_BODY, &hdr,
-			       PR_HELLO_TIMEOUT_MS, &werr);
-	if (n < 0) {
-		ret = (int)n;
-		if (n == -EPROTO)
-			pr_fail(p, "bad answer to HELLO on channel %u: %s", channel, werr.msg);
-		else
-			pr_fail(p, "no answer to HELLO on channel %u: %s", channel,
-				n == -EAGAIN ? "timed out" : strerror((int)-n));
-		goto out_close;
-	}
-	ret = ftr_wire_decode_body(head, &hdr, head + FTR_WIRE_HDR_LEN, NULL, rec, &werr);
-	if (ret) {
-		pr_fail(p, "bad answer to HELLO on channel %u: %s", channel, werr.msg);
-		goto out_close;
-	}
-	if (hdr.type == FTR_REC_ERROR) {
-		pr_fail(p, "standby refused channel %u: %s", channel, rec->u.error.msg);
-		ret = -ECONNREFUSED;
-		goto out_close;
-	}
-	if (hdr.type != FTR_REC_HELLO || !(hdr.flags & FTR_WF_REPLY) ||
-	    rec->u.hello.role != FTR_ROLE_STANDBY || memcmp(rec->u.hello.session, p->session, 16) ||
-	    rec->u.hello.generation != p->generation || rec->u.hello.page_size != p->page_size) {
-		pr_fail(p, "standby answered channel %u's HELLO with a mismatching %s", channel,
-			ftr_rec_type_name(hdr.type));
-		ret = -EPROTO;
-		goto out_close;
-	}
-	if (reply)
+		pr_fail(p, "%s", msg);
+		if (ret == -EREMOTEIO)
+			ret = -ECONNREFUSED;
+	} else if (reply) {
 		*reply = rec->u.hello;
-	*out = c;
-	c = NULL;
-	ret = 0;
-out_close:
-	if (c)
-		ftr_chan_close(c);
-out:
-	free(head);
+	}
 	free(rec);
 	return ret;
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Pieces both ends of a replication session share. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "checkpoint/session.h"
 #include "common/common.h"
@@ -110,4 +112,71 @@ uint64_t ftr_lat_pct(const struct ftr_lat *l, unsigned pct)
 	qsort(tmp, n, sizeof(tmp[0]), cmp_u64);
 	idx = (n * pct + 99) / 100;
 	return tmp[idx ? idx - 1 : 0];
+}
+
+int ftr_session_connect(const struct ftr_tp_opts *tp, const char *addr, int connect_ms,
+			int stall_ms, int answer_ms, const char *peer, struct ftr_rec *rec,
+			struct ftr_chan **out, char *msg, size_t mlen)
+{
+	uint8_t channel = rec->u.hello.channel, session[16];
+	uint64_t generation = rec->u.hello.generation;
+	uint32_t page_size = rec->u.hello.page_size;
+	uint8_t *head = malloc(FTR_WIRE_HDR_LEN + FTR_WIRE_MAX_BODY);
+	struct ftr_wire_error werr;
+	struct ftr_wire_hdr hdr;
+	struct ftr_chan *c = NULL;
+	ssize_t n;
+	int ret;
+
+	memcpy(session, rec->u.hello.session, 16);
+	if (!head) {
+		snprintf(msg, mlen, "out of memory");
+		return -ENOMEM;
+	}
+	ret = ftr_tp_connect(tp, addr, connect_ms, &c);
+	if (ret) {
+		snprintf(msg, mlen, "cannot connect channel %u to %s: %s", channel, addr,
+			 strerror(-ret));
+		goto out;
+	}
+	ftr_chan_set_stall_timeout(c, stall_ms);
+	ret = ftr_chan_send_rec(c, rec, NULL, 0);
+	if (ret) {
+		snprintf(msg, mlen, "sending HELLO on channel %u: %s", channel, strerror(-ret));
+		goto out;
+	}
+	n = ftr_chan_recv_head(c, head, FTR_WIRE_HDR_LEN + FTR_WIRE_MAX_BODY, &hdr, answer_ms,
+			       &werr);
+	ret = n < 0 ? (int)n : ftr_wire_decode_body(head, &hdr, head + FTR_WIRE_HDR_LEN, NULL,
+						     rec, &werr);
+	if (ret == -EPROTO) {
+		snprintf(msg, mlen, "bad answer to HELLO on channel %u: %s", channel, werr.msg);
+		goto out;
+	}
+	if (ret) {
+		snprintf(msg, mlen, "no answer to HELLO on channel %u: %s", channel,
+			 ret == -EAGAIN ? "timed out" : strerror(-ret));
+		goto out;
+	}
+	if (hdr.type == FTR_REC_ERROR) {
+		snprintf(msg, mlen, "%s refused channel %u: %.180s", peer, channel,
+			 rec->u.error.msg);
+		ret = -EREMOTEIO;
+		goto out;
+	}
+	if (hdr.type != FTR_REC_HELLO || !(hdr.flags & FTR_WF_REPLY) ||
+	    rec->u.hello.role != FTR_ROLE_STANDBY || memcmp(rec->u.hello.session, session, 16) ||
+	    rec->u.hello.generation != generation || rec->u.hello.page_size != page_size) {
+		snprintf(msg, mlen, "%s answered channel %u's HELLO with a mismatching %s", peer,
+			 channel, ftr_rec_type_name(hdr.type));
+		ret = -EPROTO;
+		goto out;
+	}
+	*out = c;
+	c = NULL;
+out:
+	if (c)
+		ftr_chan_close(c);
+	free(head);
+	return ret;
 }
