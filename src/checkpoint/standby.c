@@ -497,6 +497,11 @@ static void *applier_main(void *arg)
 		}
 		pthread_mutex_lock(&sb->apply_lock);
 		if (atomic_load(&sb->overlay) && sb->pend_head) {
+			/* A resume is served: faults apply what they need at
+			 * once; catching up gives way to them (and to the
+			 * resumed workload). For good: a promoted standby
+			 * never replicates again. */
+			ftr_thread_background();
 			ov_drain(sb, atomic_load(&sb->overlay));
 			did = true;
 		}

@@ -75,6 +75,11 @@ struct timespec ftr_deadline_ms(int ms);
 /* Initializes a condition variable that waits on CLOCK_MONOTONIC. */
 int ftr_cond_init_monotonic(pthread_cond_t *cv);
 
+/* Lowers the calling thread's CPU priority (nice +10) for good: for work
+ * that must give way to latency-critical threads of the process (background
+ * fill while faults are served). Best effort. */
+void ftr_thread_background(void);
+
 /* ---- bitmaps (one bit per page, LSB first, 64-bit words) ---------------- */
 static inline bool ftr_bit_test(const uint64_t *map, uint64_t bit)
 {

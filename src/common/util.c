@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "common/common.h"
 
@@ -220,6 +222,13 @@ struct timespec ftr_deadline_ms(int ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	return ts;
+}
+
+void ftr_thread_background(void)
+{
+	/* Linux: PRIO_PROCESS with a thread id sets that thread's nice. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
+		pr_debug("lowering a background thread's priority: %s", strerror(errno));
 }
 
 int ftr_cond_init_monotonic(pthread_cond_t *cv)

@@ -1461,6 +1461,10 @@ static void *fs_bg_main(void *arg)
 	struct fs_bg b = { .pivot = UINT64_MAX, .retry_g = UINT64_MAX, .enoent_g = UINT64_MAX,
 			   .gone_next = UINT64_MAX };
 
+	/* Faults first: on a busy machine the fill must not take the CPU
+	 * from the fault thread or from the resumed workload. */
+	ftr_thread_background();
+
 	pthread_mutex_lock(&fs->lock);
 	fs->bg_start_ns = ftr_now_ns();
 	while (!fs->stopping) {
