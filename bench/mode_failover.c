@@ -534,9 +534,12 @@ static int primary_work(uint64_t size, uint16_t port, int cmd_fd, int rep_fd, st
 		ret = -EIO;
 		goto out_fail;
 	}
-	/* the epoch after the last one cut holds the last write; two more
-	 * when nothing was written, so the standby has settled */
-	ret = wait_status(&eng, &st, 600000, acked_at_least, st.epoch + (count ? 1 : 2));
+	/* The last write is in the epoch after the last one the status
+	 * shows as cut, or in the one after that: the status names an epoch
+	 * when its COMMIT goes out, so the engine may have harvested the next
+	 * one already (it then holds writes up to the gate's closing, and the
+	 * epoch after it the rest). Two more, so the standby has settled. */
+	ret = wait_status(&eng, &st, 600000, acked_at_least, st.epoch + 2);
 	if (ret)
 		goto out_fail;
 	m->acked = st.acked;

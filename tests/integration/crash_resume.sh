@@ -84,6 +84,11 @@ for t in $(seq 1 "$TRIALS"); do
 		--size 16M --writes 5000 >"$WORK/client.log" 2>&1 ||
 		fail "trial $t ($point, $mode, applier delay $delay): $(cat "$WORK/client.log")"
 	k=$(awk '/^resumed-k/ {print $2}' "$WORK/client.log")
+	# The client resumed the committed epoch, not an older consistent one:
+	# the committed image (the cache is still it: the client mapped it
+	# privately or copied it) has the same k.
+	kc=$(verify_daemon "$WORK/rx.sock")
+	[ "$k" = "$kc" ] || fail "trial $t: resumed at k=$k but the committed image has k=$kc"
 	on_demand=$(status "$WORK/rx.sock" resume.applied_on_demand)
 	say "trial $t: died at $point$([ "$point" != random ] && echo " (epoch $die_epoch)"), applier delay ${delay} ms, $mode: acked $acked, committed $committed, $pending pending, $on_demand applied on demand, k=$k: oracle ok twice"
 	count[$point]=$(( ${count[$point]:-0} + 1 ))
