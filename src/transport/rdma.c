@@ -2022,6 +2022,10 @@ static void close_wait(struct rdma_chan *t, enum rdma_need what, uint64_t end)
 		progress(t);
 		if (need_met(t, what, 0))
 			break;
+		/* A peer that closed first never completes our last sends
+		 * (they retry on its destroyed QP): its DISCONNECTED ends the
+		 * wait instead of the deadline. */
+		cm_drain(t);
 		pthread_mutex_unlock(&t->lk);
 		usleep(200);
 		pthread_mutex_lock(&t->lk);
