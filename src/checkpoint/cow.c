@@ -83,6 +83,21 @@ static void *page_addr(struct ftr_cow *c, uint32_t region, uint64_t page)
 	return c->r[region].base + page * c->page_size;
 }
 
+/* Copies a page into the pool and marks it copied. Under lock. False when
+ * the pool is full (cannot happen: it holds an epoch's limit). */
+static bool copy_aside(struct ftr_cow *c, uint32_t region, uint64_t page)
+{
+	uint64_t s;
+
+	if (c->pool_used >= c->pool_pages)
+		return false;
+	s = c->pool_used++;
+	memcpy(c->pool + s * c->page_size, page_addr(c, region, page), c->page_size);
+	c->r[region].slot[page] = (uint32_t)s;
+	c->r[region].state[page] = COW_COPIED;
+	return true;
+}
+
 static void on_wp_fault(struct ftr_cow *c, uint64_t addr)
 {
 	uint32_t region;
@@ -98,12 +113,7 @@ static void on_wp_fault(struct ftr_cow *c, uint64_t addr)
 	pthread_mutex_lock(&c->lock);
 	c->faults++;
 	st = c->r[region].state[page];
-	if (st == COW_ARMED && c->pool_used < c->pool_pages) {
-		uint64_t s = c->pool_used++;
-
-		memcpy(c->pool + s * c->page_size, page_addr(c, region, page), c->page_size);
-		c->r[region].slot[page] = (uint32_t)s;
-		c->r[region].state[page] = COW_COPIED;
+	if (st == COW_ARMED && copy_aside(c, region, page)) {
 		c->copied++;
 		st = COW_COPIED;
 	}
@@ -128,17 +138,10 @@ static bool tracked_fault(void *ctx, unsigned region, uint64_t page)
 	c->faults++;
 	switch (c->r[region].state[page]) {
 	case COW_ARMED:
-		if (c->pool_used < c->pool_pages) {
-			uint64_t s = c->pool_used++;
-
-			memcpy(c->pool + s * c->page_size, page_addr(c, region, page),
-			       c->page_size);
-			c->r[region].slot[page] = (uint32_t)s;
-			c->r[region].state[page] = COW_COPIED;
+		if (copy_aside(c, region, page))
 			c->copied++;
-		} else {
+		else
 			go = false;	/* cannot happen (see on_wp_fault); wait */
-		}
 		break;
 	case COW_SENDING:
 		c->r[region].state[page] = COW_SENDING_WAITED;
@@ -190,9 +193,9 @@ static void *handler_main(void *arg)
 	return NULL;
 }
 
-int ftr_cow_create_tracked(const struct ftr_region *regs, uint32_t nregions,
-			   uint32_t page_size, uint64_t pool_pages, struct ftr_track *t,
-			   struct ftr_cow **out, char *err, size_t errlen)
+/* What both kinds have: the pool and the per-page states. */
+static int cow_alloc(const struct ftr_region *regs, uint32_t nregions, uint32_t page_size,
+		     uint64_t pool_pages, struct ftr_cow **out, char *err, size_t errlen)
 {
 	struct ftr_cow *c = calloc(1, sizeof(*c));
 	int ret;
@@ -227,13 +230,6 @@ int ftr_cow_create_tracked(const struct ftr_region *regs, uint32_t nregions,
 			goto fail;
 		}
 	}
-	ret = ftr_track_set_wp_hook(t, tracked_fault, c);
-	if (ret) {
-		snprintf(err, errlen, "cow: the dirty tracker cannot share its userfaultfd (%s): "
-			 "only wp-sync can", strerror(-ret));
-		goto fail;
-	}
-	c->track = t;
 	*out = c;
 	return 0;
 fail:
@@ -241,30 +237,36 @@ fail:
 	return ret;
 }
 
+int ftr_cow_create_tracked(const struct ftr_region *regs, uint32_t nregions,
+			   uint32_t page_size, uint64_t pool_pages, struct ftr_track *t,
+			   struct ftr_cow **out, char *err, size_t errlen)
+{
+	struct ftr_cow *c;
+	int ret = cow_alloc(regs, nregions, page_size, pool_pages, &c, err, errlen);
+
+	if (ret)
+		return ret;
+	ret = ftr_track_set_wp_hook(t, tracked_fault, c);
+	if (ret) {
+		snprintf(err, errlen, "cow: the dirty tracker cannot share its userfaultfd (%s): "
+			 "only wp-sync can", strerror(-ret));
+		ftr_cow_destroy(c);
+		return ret;
+	}
+	c->track = t;
+	*out = c;
+	return 0;
+}
+
 int ftr_cow_create(const struct ftr_region *regs, uint32_t nregions, uint32_t page_size,
 		   uint64_t pool_pages, struct ftr_cow **out, char *err, size_t errlen)
 {
-	struct ftr_cow *c = calloc(1, sizeof(*c));
-	uint64_t features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
-	int ret;
+	struct ftr_cow *c;
+	int ret = cow_alloc(regs, nregions, page_size, pool_pages, &c, err, errlen);
 
-	if (!c)
-		return -ENOMEM;
-	c->uffd = c->stop_fd = -1;
-	c->page_size = page_size;
-	c->nregions = nregions;
-	c->pool_pages = pool_pages;
-	pthread_mutex_init(&c->lock, NULL);
-	c->pool = mmap(NULL, pool_pages * page_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (c->pool == MAP_FAILED) {
-		c->pool = NULL;
-		ret = -errno;
-		snprintf(err, errlen, "cow: copy pool of %llu pages: %s",
-			 (unsigned long long)pool_pages, strerror(errno));
-		goto fail;
-	}
-	ret = ftr_uffd_open(features, false, NULL, NULL, NULL);
+	if (ret)
+		return ret;
+	ret = ftr_uffd_open(UFFD_FEATURE_WP_HUGETLBFS_SHMEM, false, NULL, NULL, NULL);
 	if (ret < 0) {
 		snprintf(err, errlen, "cow: userfaultfd with write-protect on shared memory: %s",
 			 strerror(-ret));
@@ -272,25 +274,15 @@ int ftr_cow_create(const struct ftr_region *regs, uint32_t nregions, uint32_t pa
 	}
 	c->uffd = ret;
 	for (uint32_t i = 0; i < nregions; i++) {
-		struct cow_region *r = &c->r[i];
-
-		r->base = regs[i].base;
-		r->size = regs[i].size;
-		r->npages = regs[i].size / page_size;
-		r->state = calloc(r->npages, 1);
-		r->slot = calloc(r->npages, sizeof(uint32_t));
-		if (!r->state || !r->slot) {
-			ret = -ENOMEM;
-			snprintf(err, errlen, "cow: out of memory");
-			goto fail;
-		}
-		ret = ftr_uffd_register(c->uffd, r->base, r->size, UFFDIO_REGISTER_MODE_WP, NULL);
+		ret = ftr_uffd_register(c->uffd, c->r[i].base, c->r[i].size,
+					UFFDIO_REGISTER_MODE_WP, NULL);
 		if (ret) {
 			snprintf(err, errlen,
 				 "cow: cannot register region %u for write-protect faults: %s%s", i,
 				 strerror(-ret),
 				 ret == -EBUSY ? " (another userfaultfd already tracks it: use "
-						 "--dirty workload, scan or full with --snapshot cow)" : "");
+						 "--dirty wp-sync, workload, scan or full with "
+						 "--snapshot cow)" : "");
 			goto fail;
 		}
 	}
@@ -386,14 +378,9 @@ const void *ftr_cow_claim(struct ftr_cow *c, uint32_t region, uint64_t page)
 
 			if (!n) {
 				/* No room to remember it: copy it aside now instead. */
-				if (c->pool_used < c->pool_pages) {
-					uint64_t s = c->pool_used++;
-
-					memcpy(c->pool + s * c->page_size, src, c->page_size);
-					c->r[region].slot[page] = (uint32_t)s;
-					c->r[region].state[page] = COW_COPIED;
-					src = c->pool + s * c->page_size;
-				}
+				if (copy_aside(c, region, page))
+					src = c->pool + (uint64_t)c->r[region].slot[page] *
+							c->page_size;
 				break;
 			}
 			c->pending = n;
