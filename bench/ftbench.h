@@ -16,6 +16,7 @@
 #ifndef FTBENCH_H
 #define FTBENCH_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,8 @@
 #include <jansson.h>
 
 #include <ftrepl/synth.h>
+
+struct ftr_primary;
 
 #define FTB_MAX_RUNS 50
 #define FTB_MAX_WARMUP 5
@@ -188,6 +191,17 @@ bool ftb_have_program(const char *argv0);
 
 uint64_t ftb_now_ns(void);
 uint64_t ftb_clock_ns(int clockid);
+
+/* A primary engine run on a thread of a benchmark child: ftb_engine_main
+ * (the pthread function) runs ftr_primary_run(p), keeps its result, the
+ * thread's CPU time when it returned, and sets done last. */
+struct ftb_engine {
+	struct ftr_primary *p;
+	int ret;
+	uint64_t cpu_end_ns;
+	atomic_bool done;
+};
+void *ftb_engine_main(void *arg);
 
 /* ---- network namespaces (netns.c) ------------------------------------------- */
 

@@ -149,21 +149,6 @@ struct ck_result {
 
 /* ---- the run (in a child) ---------------------------------------------------------- */
 
-struct engine {
-	struct ftr_primary *p;
-	int ret;
-	atomic_bool done;
-};
-
-static void *engine_main(void *arg)
-{
-	struct engine *e = arg;
-
-	e->ret = ftr_primary_run(e->p);
-	atomic_store(&e->done, true);
-	return NULL;
-}
-
 static void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000l };
@@ -276,7 +261,7 @@ static int run_protected(uint64_t size, const struct ck_combo *cb, struct ftb_wl
 	struct ftr_primary_status st0 = { 0 }, st1 = { 0 };
 	struct ftr_primary_opts po = { 0 };
 	struct ftr_standby *sb = NULL;
-	struct engine eng = { 0 };
+	struct ftb_engine eng = { 0 };
 	const uint64_t *p_end, *p_dur;
 	uint64_t t0 = 0, t1 = 0, *win = NULL;
 	size_t np, nwin = 0;
@@ -305,7 +290,7 @@ static int run_protected(uint64_t size, const struct ck_combo *cb, struct ftb_wl
 		snprintf(r->err, sizeof(r->err), "cannot create the primary: %s", strerror(-ret));
 		goto out_standby;
 	}
-	ret = -pthread_create(&th, NULL, engine_main, &eng);
+	ret = -pthread_create(&th, NULL, ftb_engine_main, &eng);
 	if (ret) {
 		snprintf(r->err, sizeof(r->err), "pthread_create: %s", strerror(-ret));
 		goto out_primary;

@@ -424,23 +424,8 @@ standby_child(uint64_t size, uint64_t staging, const char *sock, int cmd_fd, int
 
 /* ---- the primary child ------------------------------------------------------------ */
 
-struct engine {
-	struct ftr_primary *p;
-	int ret;
-	atomic_bool done;
-};
-
-static void *engine_main(void *arg)
-{
-	struct engine *e = arg;
-
-	e->ret = ftr_primary_run(e->p);
-	atomic_store(&e->done, true);
-	return NULL;
-}
-
 /* Waits for cond(status) while the engine runs. 0, -ETIMEDOUT or -EIO. */
-static int wait_status(struct engine *eng, struct ftr_primary_status *st, int timeout_ms,
+static int wait_status(struct ftb_engine *eng, struct ftr_primary_status *st, int timeout_ms,
 		       bool (*cond)(const struct ftr_primary_status *, uint64_t), uint64_t arg)
 {
 	uint64_t end = ftb_now_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -472,7 +457,7 @@ static int primary_work(uint64_t size, uint16_t port, int cmd_fd, int rep_fd, st
 	struct ftr_synth_spec spec = { .size = size, .seed = FO_SEED, .pattern = FTR_SYNTH_SEQ };
 	struct ftr_primary_opts po = { 0 };
 	struct ftr_primary_status st;
-	struct engine eng = { 0 };
+	struct ftb_engine eng = { 0 };
 	struct ftb_wl *w = NULL;
 	uint64_t count, k0;
 	char addr[64];
@@ -499,7 +484,7 @@ static int primary_work(uint64_t size, uint16_t port, int cmd_fd, int rep_fd, st
 		snprintf(m->err, sizeof(m->err), "cannot create the primary: %s", strerror(-ret));
 		goto out_wl;
 	}
-	ret = -pthread_create(&th, NULL, engine_main, &eng);
+	ret = -pthread_create(&th, NULL, ftb_engine_main, &eng);
 	if (ret) {
 		snprintf(m->err, sizeof(m->err), "pthread_create: %s", strerror(-ret));
 		goto out_primary;

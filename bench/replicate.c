@@ -200,23 +200,6 @@ static int rx_sample(int cmd_fd, int rep_fd, struct rx_sample *s)
 
 /* ---- the primary child ------------------------------------------------------------ */
 
-struct engine {
-	struct ftr_primary *p;
-	int ret;
-	uint64_t cpu_end_ns;	/* the engine thread's CPU time when run() returned */
-	atomic_bool done;
-};
-
-static void *engine_main(void *arg)
-{
-	struct engine *e = arg;
-
-	e->ret = ftr_primary_run(e->p);
-	e->cpu_end_ns = ftb_clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	atomic_store(&e->done, true);
-	return NULL;
-}
-
 /* CPU clocks of the primary process: the engine thread, and the process
  * without this monitor thread. */
 struct tx_cpu {
@@ -261,7 +244,7 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 	struct ftr_zc_totals zc = { 0 }, zc0 = { 0 };
 	struct tx_cpu c0 = { 0 }, c1 = { 0 };
 	struct ftr_workload *wl = NULL;
-	struct engine eng = { 0 };
+	struct ftb_engine eng = { 0 };
 	uint64_t npages = cfg->size / FTR_SYNTH_PAGE, distinct = npages, fill = 0;
 	bool sync = cfg->measure == FTB_MEASURE_SYNC, sampled = false;
 	clockid_t eclk;
@@ -311,7 +294,7 @@ static int primary_measure(const struct ftb_repl_cfg *cfg, uint16_t port, int cm
 	}
 	/* The engine thread's clock starts at 0 with the thread. */
 	c0.proc = ftb_clock_ns(CLOCK_PROCESS_CPUTIME_ID) - ftb_clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	ret = -pthread_create(&th, NULL, engine_main, &eng);
+	ret = -pthread_create(&th, NULL, ftb_engine_main, &eng);
 	if (ret) {
 		snprintf(err, errlen, "pthread_create: %s", strerror(-ret));
 		goto out_primary;

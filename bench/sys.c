@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ftrepl/checkpoint.h>
+
 #include "ftbench.h"
 
 #define MAX_CHILDREN 32
@@ -49,6 +51,16 @@ uint64_t ftb_clock_ns(int clockid)
 
 	clock_gettime(clockid, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void *ftb_engine_main(void *arg)
+{
+	struct ftb_engine *e = arg;
+
+	e->ret = ftr_primary_run(e->p);
+	e->cpu_end_ns = ftb_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	atomic_store(&e->done, true);
+	return NULL;
 }
 
 uint64_t ftb_now_ns(void)
