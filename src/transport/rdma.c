@@ -591,6 +591,27 @@ static int set_nonblock(int fd)
 	return 0;
 }
 
+/* A nonblocking rdma_cm event channel and an RC (RDMA_PS_TCP) id on it.
+ * On failure *ec / *id hold what was made, for the caller's cleanup. */
+static int open_cm(struct rdma_event_channel **ec, struct rdma_cm_id **id, void *ctx)
+{
+	int ret;
+
+	*ec = rdma_create_event_channel();
+	if (!*ec) {
+		ret = -errno;
+		pr_err("cannot open the RDMA connection manager (%s): no RDMA support here?",
+		       strerror(-ret));
+		return ret;
+	}
+	ret = set_nonblock((*ec)->fd);
+	if (ret)
+		return ret;
+	if (rdma_create_id(*ec, id, ctx, RDMA_PS_TCP))
+		return -errno;
+	return 0;
+}
+
 static int resolve(const char *host, uint16_t port, bool passive, struct sockaddr_storage *ss)
 {
 	struct addrinfo hints = {
@@ -2157,20 +2178,9 @@ static int rdma_connect_op(const struct ftr_tp_opts *o, const char *host, uint16
 	t = chan_alloc(mode_from_opts(o));
 	if (!t)
 		return -ENOMEM;
-	t->ec = rdma_create_event_channel();
-	if (!t->ec) {
-		ret = -errno;
-		pr_err("cannot open the RDMA connection manager (%s): no RDMA support here?",
-		       strerror(-ret));
-		goto out_free;
-	}
-	ret = set_nonblock(t->ec->fd);
+	ret = open_cm(&t->ec, &t->id, t);
 	if (ret)
 		goto out_free;
-	if (rdma_create_id(t->ec, &t->id, t, RDMA_PS_TCP)) {
-		ret = -errno;
-		goto out_free;
-	}
 
 	step = ms_left(timeout_ms, end);
 	step = step < 0 ? RDMA_STEP_MS : FTR_MAX(FTR_MIN(step, RDMA_STEP_MS), 1);
@@ -2260,20 +2270,9 @@ static int rdma_listen_op(const struct ftr_tp_opts *o, const char *host, uint16_
 	}
 	rl->mode = mode_from_opts(o);
 	ftr_strlcpy(rl->device, want ? want : "", sizeof(rl->device));
-	rl->ec = rdma_create_event_channel();
-	if (!rl->ec) {
-		ret = -errno;
-		pr_err("cannot open the RDMA connection manager (%s): no RDMA support here?",
-		       strerror(-ret));
-		goto out_free;
-	}
-	ret = set_nonblock(rl->ec->fd);
+	ret = open_cm(&rl->ec, &rl->id, rl);
 	if (ret)
 		goto out_free;
-	if (rdma_create_id(rl->ec, &rl->id, rl, RDMA_PS_TCP)) {
-		ret = -errno;
-		goto out_free;
-	}
 	rdma_set_option(rl->id, RDMA_OPTION_ID, RDMA_OPTION_ID_REUSEADDR, &one, sizeof(one));
 	/* Bind only the address given: "[::]" must not take IPv4 too. */
 	if (ss.ss_family == AF_INET6)
