@@ -328,32 +328,6 @@ static inline struct rdma_listener *to_rdma_listener(struct ftr_listener *l)
 	return container_of(l, struct rdma_listener, l);
 }
 
-/* Counters: every update is under lk; readers in any thread load them. */
-static inline void stat_add(uint64_t *p, uint64_t n)
-{
-	__atomic_store_n(p, *p + n, __ATOMIC_RELAXED);
-}
-
-static inline int stall_ms(const struct ftr_chan *c)
-{
-	return __atomic_load_n(&c->stall_ms, __ATOMIC_RELAXED);
-}
-
-static inline bool is_shut(struct ftr_chan *c)
-{
-	return atomic_load(&c->shut);
-}
-
-static int ms_left(int timeout_ms, uint64_t end_ms)
-{
-	uint64_t now;
-
-	if (timeout_ms < 0)
-		return -1;
-	now = ftr_now_ms();
-	return now >= end_ms ? 0 : (int)FTR_MIN(end_ms - now, (uint64_t)INT_MAX);
-}
-
 static inline uint8_t *rx_buf(const struct rdma_chan *t, uint32_t i)
 {
 	return t->rxmem + (size_t)i * RDMA_MSG_SIZE;
@@ -660,7 +634,7 @@ static int cm_next(struct rdma_event_channel *ec, int wake_fd, int timeout_ms,
 			return 0;
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return -errno;
-		left = ms_left(timeout_ms, end);
+		left = ftr_ms_left(timeout_ms, end);
 		if (left == 0)
 			return -ETIMEDOUT;
 		n = poll(p, wake_fd >= 0 ? 2 : 1, left);
@@ -751,7 +725,7 @@ static int post_recv(struct rdma_chan *t, uint32_t i)
 	struct ibv_recv_wr *bad;
 	int ret = ibv_post_recv(t->id->qp, &wr, &bad);
 
-	stat_add(&t->c.st.rx_syscalls, 1);
+	ftr_stat_add(&t->c.st.rx_syscalls, 1);
 	return ret ? -ret : 0;
 }
 
@@ -922,7 +896,7 @@ static int chain_post(struct rdma_chan *t)
 	t->chain[n - 1].send_flags |= IBV_SEND_SIGNALED;
 	t->nchain = 0;
 	ret = ibv_post_send(t->id->qp, &t->chain[0], &bad);
-	stat_add(&t->c.st.tx_syscalls, 1);
+	ftr_stat_add(&t->c.st.tx_syscalls, 1);
 	if (ret) {
 		set_err(t, -EIO, false, "ibv_post_send: %s", strerror(ret));
 		return -EIO;
@@ -1013,7 +987,7 @@ static int tx_wait_for(struct rdma_chan *t, enum rdma_need what, uint32_t n)
 			return t->err;
 		if (need_met(t, what, n))
 			return 0;
-		if (is_shut(&t->c))
+		if (ftr_chan_is_shut(&t->c))
 			return -ESHUTDOWN;
 		if (t->peer_gone || t->peer_fin)
 			return -EPIPE;
@@ -1026,7 +1000,7 @@ static int tx_wait_for(struct rdma_chan *t, enum rdma_need what, uint32_t n)
 		if (need_met(t, what, n))
 			return 0;
 		if (what == NEED_CREDIT && !counted) {
-			stat_add(&t->cnt.credit_waits, 1);
+			ftr_stat_add(&t->cnt.credit_waits, 1);
 			counted = true;
 		}
 		if (t->sq_done != done || credit_in(t) != cred) {
@@ -1035,7 +1009,7 @@ static int tx_wait_for(struct rdma_chan *t, enum rdma_need what, uint32_t n)
 			since = ftr_now_ms();
 			backoff = RDMA_BACKOFF_MIN_US;
 		}
-		ms = stall_ms(&t->c);
+		ms = ftr_chan_stall_ms(&t->c);
 		timeout_us = -1;
 		if (ms >= 0) {
 			uint64_t el = ftr_now_ms() - since;
@@ -1115,7 +1089,7 @@ static void credit_update(struct rdma_chan *t, bool force)
 	t->credit_seq = wr->wr_id;
 	t->credit_sent = t->reposted;
 	t->credit_dirty = false;
-	stat_add(&t->cnt.credit_writes, 1);
+	ftr_stat_add(&t->cnt.credit_writes, 1);
 	chain_post(t);
 }
 
@@ -1143,7 +1117,7 @@ static void tx_complete(struct rdma_chan *t, const struct ibv_wc *wc)
 		return;
 	switch (wc->status) {
 	case IBV_WC_WR_FLUSH_ERR:
-		if (t->disconnected || t->peer_gone || is_shut(&t->c))
+		if (t->disconnected || t->peer_gone || ftr_chan_is_shut(&t->c))
 			set_err(t, -ECONNRESET, true, NULL);
 		else
 			set_err(t, -ECONNRESET, true, "%s flushed: the queue pair is in error state",
@@ -1189,7 +1163,7 @@ static void rx_complete(struct rdma_chan *t, const struct ibv_wc *wc)
 
 	if (wc->status != IBV_WC_SUCCESS) {
 		if (wc->status == IBV_WC_WR_FLUSH_ERR &&
-		    (t->disconnected || t->peer_gone || is_shut(&t->c)))
+		    (t->disconnected || t->peer_gone || ftr_chan_is_shut(&t->c)))
 			set_err(t, -ECONNRESET, true, NULL);
 		else if (wc->status == IBV_WC_WR_FLUSH_ERR)
 			set_err(t, -ECONNRESET, true, "receive flushed: the queue pair went to error "
@@ -1339,7 +1313,7 @@ static int wait_event(struct rdma_chan *t, int64_t timeout_us, uint64_t *nsys)
 	/* Arm, then look once more: a completion that came before the arm
 	 * raises no event. */
 	ibv_req_notify_cq(t->cq, 0);
-	stat_add(nsys, 1);
+	ftr_stat_add(nsys, 1);
 	if (progress(t)) {
 		t->poller = false;
 		return 0;
@@ -1350,7 +1324,7 @@ static int wait_event(struct rdma_chan *t, int64_t timeout_us, uint64_t *nsys)
 		ts.tv_nsec = (long)(timeout_us % 1000000) * 1000;
 	}
 	n = ppoll(p, 3, timeout_us < 0 ? NULL : &ts, NULL);
-	stat_add(nsys, 1);
+	ftr_stat_add(nsys, 1);
 	pthread_mutex_lock(&t->lk);
 	if (n > 0 && p[0].revents) {
 		struct ibv_cq *cq;
@@ -1410,7 +1384,7 @@ static int write_close(struct rdma_chan *t)
 		t->txb_seq[pw->bnc] = wr->wr_id;
 	pw->open = false;
 	pw->bnc = -1;
-	stat_add(&t->cnt.writes, 1);
+	ftr_stat_add(&t->cnt.writes, 1);
 	return 0;
 }
 
@@ -1449,7 +1423,7 @@ static int msg_post(struct rdma_chan *t, enum rdma_msg_type type)
 	t->txb_seq[t->msg_buf] = wr->wr_id;
 	t->msg_buf = -1;
 	t->msgs_sent++;
-	stat_add(&t->cnt.sends, 1);
+	ftr_stat_add(&t->cnt.sends, 1);
 	return 0;
 }
 
@@ -1477,7 +1451,7 @@ static int msg_put_bytes(struct rdma_chan *t, const void *src, size_t n)
 		t->msg_inline += k;
 		p += k;
 		n -= k;
-		stat_add(&t->cnt.inline_bytes, k);
+		ftr_stat_add(&t->cnt.inline_bytes, k);
 	}
 	return 0;
 }
@@ -1593,7 +1567,7 @@ static int place_piece(struct rdma_chan *t, const struct iovec *piece, uint64_t 
 				return ret;
 			done += k;
 		}
-		stat_add(&t->cnt.write_zc_bytes, len);
+		ftr_stat_add(&t->cnt.write_zc_bytes, len);
 	} else {
 		while (done < len) {
 			uint32_t k;
@@ -1617,8 +1591,8 @@ static int place_piece(struct rdma_chan *t, const struct iovec *piece, uint64_t 
 			done += k;
 		}
 	}
-	stat_add(&t->cnt.write_bytes, len);
-	stat_add(&t->c.st.tx_placed_bytes, len);
+	ftr_stat_add(&t->cnt.write_bytes, len);
+	ftr_stat_add(&t->c.st.tx_placed_bytes, len);
 	done = 0;
 	while (done < len) {
 		uint32_t k = (uint32_t)FTR_MIN(len - done, (size_t)UINT32_MAX);
@@ -1700,7 +1674,7 @@ static int rdma_send(struct ftr_chan *c, const struct ftr_tx_rec *recs, int nrec
 		bool one = use_one_sided(t, rec);
 		uint64_t bytes = rec->head_len;
 
-		if (is_shut(c)) {
+		if (ftr_chan_is_shut(c)) {
 			ret = -ESHUTDOWN;
 			break;
 		}
@@ -1715,7 +1689,7 @@ static int rdma_send(struct ftr_chan *c, const struct ftr_tx_rec *recs, int nrec
 			bytes += rec->data[i].iov_len;
 		}
 		if (!ret)
-			stat_add(&c->st.tx_bytes, bytes);
+			ftr_stat_add(&c->st.tx_bytes, bytes);
 	}
 	if (!ret)
 		ret = msg_post(t, RMSG_STREAM);
@@ -1819,10 +1793,10 @@ static size_t rx_copy(struct rdma_chan *t, const struct iovec *iov, int iovcnt, 
 			 * then the bytes are already where they belong. */
 			if (src != dst) {
 				memmove(dst, src, k);
-				stat_add(&t->cnt.rx_placed_copied, k);
+				ftr_stat_add(&t->cnt.rx_placed_copied, k);
 			}
-			stat_add(&t->cnt.rx_placed_bytes, k);
-			stat_add(&t->c.st.rx_placed_bytes, k);
+			ftr_stat_add(&t->cnt.rx_placed_bytes, k);
+			ftr_stat_add(&t->c.st.rx_placed_bytes, k);
 			t->rx_ent_off += (uint32_t)k;
 			if (t->rx_ent_off == elen) {
 				t->rx_ent++;
@@ -1856,14 +1830,14 @@ static int rdma_recv_iov(struct ftr_chan *c, const struct iovec *iov, int iovcnt
 		size_t got;
 		int limit;
 
-		if (is_shut(c)) {
+		if (ftr_chan_is_shut(c)) {
 			ret = -ESHUTDOWN;
 			break;
 		}
 		progress(t);
 		got = rx_copy(t, iov, iovcnt, &i, &off);
 		if (got) {
-			stat_add(&c->st.rx_bytes, got);
+			ftr_stat_add(&c->st.rx_bytes, got);
 			started = true;
 			since = ftr_now_ms();
 		}
@@ -1879,7 +1853,7 @@ static int rdma_recv_iov(struct ftr_chan *c, const struct iovec *iov, int iovcnt
 			ret = started ? -ECONNRESET : -ENOTCONN;
 			break;
 		}
-		limit = started ? stall_ms(c) : first_idle_ms;
+		limit = started ? ftr_chan_stall_ms(c) : first_idle_ms;
 		if (limit >= 0) {
 			uint64_t el = ftr_now_ms() - since;
 
@@ -2182,14 +2156,14 @@ static int rdma_connect_op(const struct ftr_tp_opts *o, const char *host, uint16
 	if (ret)
 		goto out_free;
 
-	step = ms_left(timeout_ms, end);
+	step = ftr_ms_left(timeout_ms, end);
 	step = step < 0 ? RDMA_STEP_MS : FTR_MAX(FTR_MIN(step, RDMA_STEP_MS), 1);
 	if (rdma_resolve_addr(t->id, NULL, (struct sockaddr *)&ss, step)) {
 		ret = -errno;
 		pr_err("connect %s: rdma_resolve_addr: %s", where, strerror(-ret));
 		goto out_free;
 	}
-	ret = expect_event(t, RDMA_CM_EVENT_ADDR_RESOLVED, ms_left(timeout_ms, end),
+	ret = expect_event(t, RDMA_CM_EVENT_ADDR_RESOLVED, ftr_ms_left(timeout_ms, end),
 			   "resolving", where);
 	if (ret) {
 		if (ret == -EHOSTUNREACH || ret == -ENODEV)
@@ -2203,12 +2177,12 @@ static int rdma_connect_op(const struct ftr_tp_opts *o, const char *host, uint16
 			       "address of the RDMA device's network interface", where);
 		goto out_free;
 	}
-	step = ms_left(timeout_ms, end);
+	step = ftr_ms_left(timeout_ms, end);
 	step = step < 0 ? RDMA_STEP_MS : FTR_MAX(FTR_MIN(step, RDMA_STEP_MS), 1);
 	if (rdma_resolve_route(t->id, step)) {
 		ret = -errno;
 	} else {
-		ret = expect_event(t, RDMA_CM_EVENT_ROUTE_RESOLVED, ms_left(timeout_ms, end),
+		ret = expect_event(t, RDMA_CM_EVENT_ROUTE_RESOLVED, ftr_ms_left(timeout_ms, end),
 				   "routing to", where);
 	}
 	if (ret) {
@@ -2229,7 +2203,7 @@ static int rdma_connect_op(const struct ftr_tp_opts *o, const char *host, uint16
 		pr_err("connect %s: rdma_connect: %s", where, strerror(-ret));
 		goto out_free;
 	}
-	ret = connect_result(t, ms_left(timeout_ms, end), where);
+	ret = connect_result(t, ftr_ms_left(timeout_ms, end), where);
 	if (ret)
 		goto out_free;
 	chan_finish(t, out);
@@ -2397,7 +2371,7 @@ static int rdma_accept_op(struct ftr_listener *l, int timeout_ms, struct ftr_cha
 
 		if (atomic_load(&l->shut))
 			return -ESHUTDOWN;
-		ret = cm_next(rl->ec, rl->wake_fd, ms_left(timeout_ms, end), &ev);
+		ret = cm_next(rl->ec, rl->wake_fd, ftr_ms_left(timeout_ms, end), &ev);
 		if (ret == -ETIMEDOUT)
 			return -EAGAIN;
 		if (ret)
@@ -2420,7 +2394,7 @@ static int rdma_accept_op(struct ftr_listener *l, int timeout_ms, struct ftr_cha
 		/* That peer failed or gave up: keep waiting for the next one. */
 		if (atomic_load(&l->shut))
 			return -ESHUTDOWN;
-		if (ms_left(timeout_ms, end) == 0)
+		if (ftr_ms_left(timeout_ms, end) == 0)
 			return -EAGAIN;
 	}
 }

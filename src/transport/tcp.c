@@ -248,34 +248,7 @@ static inline struct tcp_listener *to_tcp_listener(struct ftr_listener *l)
 	return container_of(l, struct tcp_listener, l);
 }
 
-/* Counters have one writer (see transport.c) and readers in any thread. */
-static inline void stat_add(uint64_t *p, uint64_t n)
-{
-	__atomic_store_n(p, *p + n, __ATOMIC_RELAXED);
-}
-
-static inline int stall_ms(const struct ftr_chan *c)
-{
-	return __atomic_load_n(&c->stall_ms, __ATOMIC_RELAXED);
-}
-
-static inline bool is_shut(struct ftr_chan *c)
-{
-	return atomic_load(&c->shut);
-}
-
 /* ---- small helpers ------------------------------------------------------- */
-
-/* Milliseconds left until end_ms (CLOCK_MONOTONIC); -1 stays "forever". */
-static int ms_left(int timeout_ms, uint64_t end_ms)
-{
-	uint64_t now;
-
-	if (timeout_ms < 0)
-		return -1;
-	now = ftr_now_ms();
-	return now >= end_ms ? 0 : (int)FTR_MIN(end_ms - now, (uint64_t)INT_MAX);
-}
 
 /*
  * Waits until fd has one of events (or an error/hangup, which the next I/O
@@ -297,7 +270,7 @@ static int wait_fd(int fd, int wake_fd, short events, int timeout_ms, uint64_t *
 		int n = poll(p, 2, left);
 
 		if (nsys)
-			stat_add(nsys, 1);
+			ftr_stat_add(nsys, 1);
 		if (n > 0 && revents)
 			*revents = p[0].revents;
 		if (n > 0)
@@ -306,7 +279,7 @@ static int wait_fd(int fd, int wake_fd, short events, int timeout_ms, uint64_t *
 			return -ETIME;
 		if (errno != EINTR)
 			return -errno;
-		left = ms_left(timeout_ms, end);
+		left = ftr_ms_left(timeout_ms, end);
 	}
 }
 
@@ -395,7 +368,7 @@ static inline bool is_uring_mode(enum tcp_mode m)
 /* Applies the stall timeout to blocking sends. Called with send_lock held. */
 static void sync_sndtimeo(struct tcp_chan *t)
 {
-	int ms = stall_ms(&t->c);
+	int ms = ftr_chan_stall_ms(&t->c);
 	struct timeval tv = { 0, 0 }; /* zero = no limit */
 
 	if (ms == t->sndtimeo_ms)
@@ -698,7 +671,7 @@ static int tcp_accept(struct ftr_listener *l, int timeout_ms, struct ftr_chan **
 		/* Another accept may take the connection between poll() and
 		 * accept4(): the listening socket is non-blocking, so that
 		 * only costs one more round. */
-		ret = wait_fd(tl->fd, tl->wake_fd, POLLIN, ms_left(timeout_ms, end), NULL, NULL);
+		ret = wait_fd(tl->fd, tl->wake_fd, POLLIN, ftr_ms_left(timeout_ms, end), NULL, NULL);
 		if (ret == -ETIME)
 			return -EAGAIN;
 		if (ret)
@@ -737,7 +710,7 @@ static int connect_one(int fd, const struct addrinfo *ai, int timeout_ms)
 	if (errno != EINPROGRESS)
 		return -errno;
 	for (;;) {
-		n = poll(&p, 1, ms_left(timeout_ms, end));
+		n = poll(&p, 1, ftr_ms_left(timeout_ms, end));
 		if (n > 0)
 			break;
 		if (n == 0)
@@ -764,7 +737,7 @@ static int tcp_connect(const struct ftr_tp_opts *o, const char *host, uint16_t p
 	ret = -EHOSTUNREACH;
 	/* Every address the name has, in order, within the one timeout. */
 	for (ai = res; ai; ai = ai->ai_next) {
-		int left = ms_left(timeout_ms, end);
+		int left = ftr_ms_left(timeout_ms, end);
 
 		if (left == 0) {
 			ret = -ETIMEDOUT;
@@ -896,7 +869,7 @@ static void iov_consume(struct iovec **v, size_t *cnt, size_t n)
 /* Maps a failed send to what the caller sees. */
 static int send_errno(struct tcp_chan *t, int err)
 {
-	if (is_shut(&t->c))
+	if (ftr_chan_is_shut(&t->c))
 		return -ESHUTDOWN;
 	if (err == EAGAIN || err == EWOULDBLOCK)
 		return -ETIMEDOUT; /* SO_SNDTIMEO ran out without a byte taken */
@@ -910,13 +883,13 @@ static int send_buf(struct tcp_chan *t, const void *buf, size_t len)
 	while (len) {
 		ssize_t n = send(t->fd, p, len, MSG_NOSIGNAL);
 
-		stat_add(&t->c.st.tx_syscalls, 1);
+		ftr_stat_add(&t->c.st.tx_syscalls, 1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return send_errno(t, errno);
 		}
-		stat_add(&t->c.st.tx_bytes, (uint64_t)n);
+		ftr_stat_add(&t->c.st.tx_bytes, (uint64_t)n);
 		p += n;
 		len -= (size_t)n;
 	}
@@ -945,13 +918,13 @@ static int send_iov(struct tcp_chan *t, struct iovec *v, int n, size_t len)
 	while (len) {
 		ssize_t k = sendmsg(t->fd, &msg, MSG_NOSIGNAL);
 
-		stat_add(&t->c.st.tx_syscalls, 1);
+		ftr_stat_add(&t->c.st.tx_syscalls, 1);
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
 			return send_errno(t, errno);
 		}
-		stat_add(&t->c.st.tx_bytes, (uint64_t)k);
+		ftr_stat_add(&t->c.st.tx_bytes, (uint64_t)k);
 		len -= (size_t)k;
 		iov_consume(&msg.msg_iov, &msg.msg_iovlen, (size_t)k);
 	}
@@ -982,7 +955,7 @@ static inline uint64_t stat_get(const uint64_t *p)
 
 static void zc_add_sends(struct tcp_chan *t, uint64_t n)
 {
-	stat_add(&t->c.st.zc_sends, n);
+	ftr_stat_add(&t->c.st.zc_sends, n);
 	if (t->zc_totals)
 		__atomic_fetch_add(&t->zc_totals->sends, n, __ATOMIC_RELAXED);
 }
@@ -990,8 +963,8 @@ static void zc_add_sends(struct tcp_chan *t, uint64_t n)
 /* Called by one thread at a time (zc_lock for zerocopy, the sender for uring-zc). */
 static void zc_add_done(struct tcp_chan *t, uint64_t n, uint64_t copied)
 {
-	stat_add(&t->c.st.zc_completions, n);
-	stat_add(&t->c.st.zc_copied, copied);
+	ftr_stat_add(&t->c.st.zc_completions, n);
+	ftr_stat_add(&t->c.st.zc_copied, copied);
 	if (t->zc_totals) {
 		__atomic_fetch_add(&t->zc_totals->completions, n, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&t->zc_totals->copied, copied, __ATOMIC_RELAXED);
@@ -1038,7 +1011,7 @@ static void zc_check_fallback(struct tcp_chan *t)
 		return;
 	t->zc_on = false;
 	t->mode = t->mode0 == TCP_URING_ZC ? TCP_URING : TCP_WRITEV;
-	stat_add(&t->c.st.zc_fallback, 1);
+	ftr_stat_add(&t->c.st.zc_fallback, 1);
 	if (t->zc_totals)
 		__atomic_fetch_add(&t->zc_totals->fallbacks, 1, __ATOMIC_RELAXED);
 	pr_info("%s: the kernel copied all of the first %" PRIu64 " zero-copy sends "
@@ -1067,7 +1040,7 @@ static uint64_t errq_reap_locked(struct tcp_chan *t, uint64_t *nsys, bool all)
 		struct cmsghdr *cm;
 		ssize_t n = recvmsg(t->fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
 
-		stat_add(nsys, 1);
+		ftr_stat_add(nsys, 1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1124,7 +1097,7 @@ static void errq_reap_rx(struct tcp_chan *t)
  * last_ms; 0 = the stall timeout ran out. */
 static int zc_wait_slice(struct tcp_chan *t, uint64_t last_ms)
 {
-	int ms = stall_ms(&t->c);
+	int ms = ftr_chan_stall_ms(&t->c);
 	uint64_t el = ftr_now_ms() - last_ms;
 
 	if (ms < 0)
@@ -1158,7 +1131,7 @@ static int errq_wait(struct tcp_chan *t, uint64_t max)
 			last = ftr_now_ms();
 		if (zc_outstanding(t) <= max)
 			return 0;
-		if (is_shut(&t->c))
+		if (ftr_chan_is_shut(&t->c))
 			return -ESHUTDOWN;
 		if (hup)
 			return -EPIPE;
@@ -1166,7 +1139,7 @@ static int errq_wait(struct tcp_chan *t, uint64_t max)
 		if (!left)
 			return -ETIMEDOUT;
 		n = poll(p, 3, left);
-		stat_add(&t->c.st.tx_syscalls, 1);
+		ftr_stat_add(&t->c.st.tx_syscalls, 1);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		if (n <= 0)
@@ -1206,7 +1179,7 @@ static int send_iov_zc(struct tcp_chan *t, struct iovec *v, int n, size_t len)
 		if (out >= TCP_ZC_REAP_AT && ++t->zc_unreaped >= TCP_ZC_REAP_EVERY)
 			errq_reap_tx(t);
 		k = zc_sendmsg(t, &msg);
-		stat_add(&t->c.st.tx_syscalls, 1);
+		ftr_stat_add(&t->c.st.tx_syscalls, 1);
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1227,7 +1200,7 @@ static int send_iov_zc(struct tcp_chan *t, struct iovec *v, int n, size_t len)
 		}
 		if (k > 0)
 			zc_add_sends(t, 1); /* one send id per call that took bytes */
-		stat_add(&t->c.st.tx_bytes, (uint64_t)k);
+		ftr_stat_add(&t->c.st.tx_bytes, (uint64_t)k);
 		len -= (size_t)k;
 		iov_consume(&msg.msg_iov, &msg.msg_iovlen, (size_t)k);
 	}
@@ -1368,7 +1341,7 @@ static int uring_reap(struct tcp_chan *t, int want)
 
 	while (done < want) {
 		struct __kernel_timespec ts, *tsp = NULL;
-		int ms = stall_ms(&t->c);
+		int ms = ftr_chan_stall_ms(&t->c);
 		unsigned seen = 0;
 
 		if (ms > 0 && !stalled) {
@@ -1379,7 +1352,7 @@ static int uring_reap(struct tcp_chan *t, int want)
 		/* One io_uring_enter: submit and wait (IORING_FEAT_EXT_ARG). */
 		ret = io_uring_submit_and_wait_timeout(&t->ring, &cqe, (unsigned)(want - done),
 						       tsp, NULL);
-		stat_add(&t->c.st.tx_syscalls, 1);
+		ftr_stat_add(&t->c.st.tx_syscalls, 1);
 		done += uring_take(t, &seen);
 		if (seen) {
 			have_acked = false; /* progress: restart the stall clock */
@@ -1411,7 +1384,7 @@ static int uring_reap(struct tcp_chan *t, int want)
 	}
 	if (t->ring_broken)
 		return -EIO;
-	return stalled ? (is_shut(&t->c) ? -ESHUTDOWN : -ETIMEDOUT) : 0;
+	return stalled ? (ftr_chan_is_shut(&t->c) ? -ESHUTDOWN : -ETIMEDOUT) : 0;
 }
 
 /* Sends msg[0..k) in order, resubmitting what a short send left. */
@@ -1438,7 +1411,7 @@ static int uring_zc_wait(struct tcp_chan *t, uint64_t max)
 		zc_check_fallback(t);
 		if (zc_outstanding(t) <= max)
 			return 0;
-		if (is_shut(&t->c))
+		if (ftr_chan_is_shut(&t->c))
 			return -ESHUTDOWN;
 		if (t->ring_broken)
 			return -EIO;
@@ -1448,7 +1421,7 @@ static int uring_zc_wait(struct tcp_chan *t, uint64_t max)
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (long long)(left % 1000) * 1000000;
 		ret = io_uring_wait_cqe_timeout(&t->ring, &cqe, &ts);
-		stat_add(&t->c.st.tx_syscalls, 1);
+		ftr_stat_add(&t->c.st.tx_syscalls, 1);
 		if (ret && ret != -ETIME && ret != -EINTR && ret != -EAGAIN) {
 			pr_err("%s: io_uring_enter: %s", t->c.peer, strerror(-ret));
 			t->ring_broken = true;
@@ -1472,7 +1445,7 @@ static int uring_send_chain(struct tcp_chan *t, int k)
 		for (i = first; i < k; i++) {
 			r = t->res[i];
 			if (r > 0)
-				stat_add(&t->c.st.tx_bytes, (uint64_t)r);
+				ftr_stat_add(&t->c.st.tx_bytes, (uint64_t)r);
 			if (r < 0 || (size_t)r != t->left[i])
 				break;
 		}
@@ -1493,12 +1466,12 @@ static int uring_send_chain(struct tcp_chan *t, int k)
 			idle_rounds = 0;
 		} else if (r == -ECANCELED || r == -EINTR || r == -EAGAIN || r == -ENOBUFS) {
 			if (++idle_rounds > 3)
-				return is_shut(&t->c) ? -ESHUTDOWN : -EIO;
+				return ftr_chan_is_shut(&t->c) ? -ESHUTDOWN : -EIO;
 			/* ENOBUFS: memory held until notifications come back */
 			if (r == -ENOBUFS && (ret = uring_zc_wait(t, 0)))
 				return ret;
 		} else {
-			return is_shut(&t->c) ? -ESHUTDOWN : (r ? r : -EPIPE);
+			return ftr_chan_is_shut(&t->c) ? -ESHUTDOWN : (r ? r : -EPIPE);
 		}
 		first = i;
 	}
@@ -1672,13 +1645,13 @@ static int tcp_recv_iov(struct ftr_chan *c, const struct iovec *iov, int iovcnt,
 		size_t want;
 		ssize_t n;
 
-		if (is_shut(c))
+		if (ftr_chan_is_shut(c))
 			return -ESHUTDOWN;
 		if (!try_read) {
 			short rev = 0;
 
 			ret = wait_fd(t->fd, t->wake_fd, POLLIN,
-				      started ? stall_ms(c) : first_idle_ms, &c->st.rx_syscalls, &rev);
+				      started ? ftr_chan_stall_ms(c) : first_idle_ms, &c->st.rx_syscalls, &rev);
 			if (ret == -ETIME)
 				return started ? -ETIMEDOUT : -EAGAIN;
 			if (ret)
@@ -1690,9 +1663,9 @@ static int tcp_recv_iov(struct ftr_chan *c, const struct iovec *iov, int iovcnt,
 		}
 		msg.msg_iovlen = (size_t)cursor_window(&cur, win, &msg.msg_iov, &want);
 		n = recvmsg(t->fd, &msg, MSG_DONTWAIT);
-		stat_add(&c->st.rx_syscalls, 1);
+		ftr_stat_add(&c->st.rx_syscalls, 1);
 		if (n > 0) {
-			stat_add(&c->st.rx_bytes, (uint64_t)n);
+			ftr_stat_add(&c->st.rx_bytes, (uint64_t)n);
 			cursor_advance(&cur, (size_t)n);
 			started = true;
 			/* Short: the socket is empty now, wait before reading. */
@@ -1700,7 +1673,7 @@ static int tcp_recv_iov(struct ftr_chan *c, const struct iovec *iov, int iovcnt,
 			continue;
 		}
 		if (n == 0) {
-			if (is_shut(c))
+			if (ftr_chan_is_shut(c))
 				return -ESHUTDOWN;
 			return started ? -ECONNRESET : -ENOTCONN;
 		}
@@ -1710,7 +1683,7 @@ static int tcp_recv_iov(struct ftr_chan *c, const struct iovec *iov, int iovcnt,
 			try_read = false;
 			continue;
 		}
-		return is_shut(c) ? -ESHUTDOWN : -errno;
+		return ftr_chan_is_shut(c) ? -ESHUTDOWN : -errno;
 	}
 	return 0;
 }

@@ -267,14 +267,6 @@ void ftr_mr_dereg(struct ftr_mr *mr)
 
 /* ---- sending -------------------------------------------------------------- */
 
-/* tx_* counters are written under send_lock and rx_* by the one receiving
- * thread, but ftr_chan_get_stats() may read them from any thread: single
- * writer, relaxed atomic stores and loads (no lock prefix needed). */
-static inline void stat_add(uint64_t *p, uint64_t n)
-{
-	__atomic_store_n(p, *p + n, __ATOMIC_RELAXED);
-}
-
 int ftr_chan_send(struct ftr_chan *c, const struct ftr_tx_rec *recs, int nrecs)
 {
 	int ret;
@@ -294,7 +286,7 @@ int ftr_chan_send(struct ftr_chan *c, const struct ftr_tx_rec *recs, int nrecs)
 	pthread_mutex_lock(&c->send_lock);
 	ret = c->ops->send(c, recs, nrecs);
 	if (!ret)
-		stat_add(&c->st.tx_records, (uint64_t)nrecs);
+		ftr_stat_add(&c->st.tx_records, (uint64_t)nrecs);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
@@ -365,11 +357,6 @@ int ftr_chan_send_rec(struct ftr_chan *c, const struct ftr_rec *rec, const struc
 
 /* ---- receiving ------------------------------------------------------------ */
 
-static inline int stall_ms(const struct ftr_chan *c)
-{
-	return __atomic_load_n(&c->stall_ms, __ATOMIC_RELAXED);
-}
-
 /* Receives bytes that belong to a record already under way: running out of
  * time is a stall and an orderly EOF is a truncated record. */
 static int recv_rest(struct ftr_chan *c, const struct iovec *iov, int iovcnt)
@@ -378,7 +365,7 @@ static int recv_rest(struct ftr_chan *c, const struct iovec *iov, int iovcnt)
 
 	if (!c->ops->recv_iov)
 		return -EOPNOTSUPP;
-	ret = c->ops->recv_iov(c, iov, iovcnt, stall_ms(c));
+	ret = c->ops->recv_iov(c, iov, iovcnt, ftr_chan_stall_ms(c));
 	if (ret == -EAGAIN)
 		return -ETIMEDOUT;
 	if (ret == -ENOTCONN)
@@ -440,7 +427,7 @@ ssize_t ftr_chan_recv_head(struct ftr_chan *c, void *buf, size_t cap, struct ftr
 		if (ret)
 			return ret;
 	}
-	stat_add(&c->st.rx_records, 1);
+	ftr_stat_add(&c->st.rx_records, 1);
 	return (ssize_t)(FTR_WIRE_HDR_LEN + hdr->body_len);
 }
 

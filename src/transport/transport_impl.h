@@ -12,6 +12,7 @@
 #ifndef FTR_TRANSPORT_IMPL_H
 #define FTR_TRANSPORT_IMPL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -84,6 +85,35 @@ struct ftr_transport_ops {
 	 * transport or the kernel; NULL: -EOPNOTSUPP. */
 	int (*set_pacing)(struct ftr_chan *c, uint64_t bytes_per_s);
 };
+
+/* Channel counters have one writer each (tx_* under send_lock, rx_* the
+ * receiving thread; rdma: under its lk) while ftr_chan_get_stats() reads
+ * them from any thread: relaxed atomic stores and loads, no lock prefix. */
+static inline void ftr_stat_add(uint64_t *p, uint64_t n)
+{
+	__atomic_store_n(p, *p + n, __ATOMIC_RELAXED);
+}
+
+static inline int ftr_chan_stall_ms(const struct ftr_chan *c)
+{
+	return __atomic_load_n(&c->stall_ms, __ATOMIC_RELAXED);
+}
+
+static inline bool ftr_chan_is_shut(struct ftr_chan *c)
+{
+	return atomic_load(&c->shut);
+}
+
+/* Milliseconds left until end_ms (CLOCK_MONOTONIC); -1 stays "forever". */
+static inline int ftr_ms_left(int timeout_ms, uint64_t end_ms)
+{
+	uint64_t now;
+
+	if (timeout_ms < 0)
+		return -1;
+	now = ftr_now_ms();
+	return now >= end_ms ? 0 : (int)FTR_MIN(end_ms - now, (uint64_t)INT_MAX);
+}
 
 /* Initializes the generic part of a channel a backend created. */
 void ftr_chan_init(struct ftr_chan *c, const struct ftr_transport_ops *ops,
