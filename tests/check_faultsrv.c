@@ -169,6 +169,12 @@ struct tsrc {
 	atomic_int blocked;
 	/* copy this template instead of generating (latency runs) */
 	const void *templ;
+	/* MISSING: install even pages itself (UFFDIO_COPY on this uffd) and
+	 * answer FTR_FS_SRC_INSTALLED, as a migration destination's receiver
+	 * does; -1: off */
+	int self_uffd;
+	char *self_base;
+	atomic_uint_fast64_t self_pages, self_ns;
 	/* MINOR: the cache view and the pending pages */
 	char *cache;
 	atomic_uchar *pstate;	/* 0 pending, 1 being applied, 2 applied, 3 not pending */
@@ -180,6 +186,7 @@ static void tsrc_init(struct tsrc *s, uint64_t salt)
 	memset(s, 0, sizeof(*s));
 	s->salt = salt;
 	s->again_page = s->fail_page = s->block_page = UINT64_MAX;
+	s->self_uffd = -1;
 	pthread_mutex_init(&s->m, NULL);
 	pthread_cond_init(&s->c, NULL);
 }
@@ -233,6 +240,21 @@ static int tsrc_read(void *ctx, uint32_t region, uint64_t first, uint32_t n, voi
 	ret = tsrc_inject(s, first, n);
 	if (ret)
 		return ret;
+	if (s->self_uffd >= 0 && first % 2 == 0) {
+		for (uint32_t i = 0; i < n; i++) {
+			struct uffdio_copy c = {
+				.dst = (uint64_t)(uintptr_t)(s->self_base + (first + i) * PS),
+				.src = (uint64_t)(uintptr_t)dst, .len = PS };
+
+			gen_page(region, first + i, s->salt, dst);
+			if (!ioctl(s->self_uffd, UFFDIO_COPY, &c))
+				atomic_fetch_add(&s->self_pages, 1);
+			else if (errno != EEXIST)	/* there already: in place too */
+				return -errno;
+		}
+		atomic_store(&s->self_ns, ftr_now_ns());
+		return FTR_FS_SRC_INSTALLED;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		if (s->templ)
 			memcpy((char *)dst + (size_t)i * PS, s->templ, PS);
@@ -279,9 +301,17 @@ static void tsrc_cancel(void *ctx)
 	pthread_mutex_unlock(&s->m);
 }
 
+static uint64_t tsrc_installed_ns(void *ctx)
+{
+	struct tsrc *s = ctx;
+
+	return atomic_load(&s->self_ns);
+}
+
 static const struct ftr_page_source_ops tsrc_ops = {
 	.read = tsrc_read,
 	.prepare = tsrc_prepare,
+	.installed_ns = tsrc_installed_ns,
 	.cancel = tsrc_cancel,
 };
 
@@ -1041,6 +1071,61 @@ START_TEST(test_eexist_race)
 }
 END_TEST
 
+/* A source that installs pages itself (FTR_FS_SRC_INSTALLED): the server
+ * issues no ioctl for them, yet counts them resident and their faults
+ * served; the background path takes the same answer. */
+START_TEST(test_source_installed)
+{
+	const size_t len = 4u << 20;
+	const uint64_t npages = len / PS;
+	struct toucher t[2];
+	struct ftr_fs_stats st;
+	struct tsrc src;
+	struct ftr_fs *fs;
+	uint64_t bad = 0;
+	int uffd;
+	char *base = setup_missing(len, 0, &uffd);
+
+	tsrc_init(&src, SALT);
+	src.self_uffd = uffd;
+	src.self_base = base;
+	/* faults only first: every fault is its own read of one page */
+	fs = start_server(uffd, FTR_FS_MISSING, base, len, 5, &src, false, 0);
+	for (unsigned i = 0; i < 2; i++)
+		t[i] = (struct toucher){ .base = base, .npages = npages, .count = 400,
+					 .region = 5, .salt = SALT, .seed = 31 + i };
+	run_touchers(t, 2);
+	for (unsigned i = 0; i < 2; i++)
+		ck_assert_uint_eq(t[i].bad, 0);
+	ftr_fs_get_stats(fs, &st);
+	print_stats("source_installed", &st);
+	ck_assert_int_eq(st.error, 0);
+	ck_assert_uint_gt(atomic_load(&src.self_pages), 0);
+	/* one page per read: each read installed its page or found it there
+	 * (a second thread's fault on it) */
+	ck_assert_uint_ge(st.src_installed, atomic_load(&src.self_pages));
+	ck_assert_uint_eq(st.pages_faulted + st.src_installed, st.pages_resident);
+	ck_assert_uint_gt(st.fault_lat_median_ns, 0);
+	ftr_fs_destroy(fs);
+
+	/* then the background, over what the faults left */
+	fs = start_server(uffd, FTR_FS_MISSING, base, len, 5, &src, true, 0);
+	ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
+	ftr_fs_get_stats(fs, &st);
+	print_stats("source_installed_bg", &st);
+	ck_assert_int_eq(st.error, 0);
+	ck_assert_uint_eq(st.pages_resident, npages);
+	ck_assert_uint_gt(st.src_installed, 0);	/* chunks starting on an even page */
+	ck_assert_uint_eq(st.pages_background + st.src_installed, npages);
+	for (uint64_t p = 0; p < npages; p++)
+		bad += !page_ok(base, 5, p, SALT);
+	ck_assert_uint_eq(bad, 0);
+	ftr_fs_destroy(fs);
+	close(uffd);
+	munmap(base, len);
+}
+END_TEST
+
 /* ---- 9. a fatal source error poisons what is left ------------------------------------ */
 
 static int body_touch_3_then_9(char *base, size_t len, void *arg)
@@ -1400,6 +1485,7 @@ static Suite *faultsrv_suite(void)
 	tcase_add_loop_test(tc, test_stop_blocked, 0, 2);
 	tcase_add_loop_test(tc, test_event_remove, 0, 2);
 	tcase_add_test(tc, test_eexist_race);
+	tcase_add_test(tc, test_source_installed);
 	tcase_add_test(tc, test_fatal_poison);
 	tcase_add_loop_test(tc, test_remap_unmap, 0, 2);
 	suite_add_tcase(s, tc);

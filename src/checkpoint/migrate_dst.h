@@ -115,6 +115,10 @@ struct ftr_migrate_dst {
 	pthread_cond_t arr_cv;
 	atomic_uint arr_waiters;
 	atomic_bool src_cancel;
+	/* the fault server's wait (one fault thread): pages [wait_g, wait_end)
+	 * and when a receiver or the installer last installed one of them
+	 * (arr_lock) */
+	uint64_t wait_g, wait_end, wait_inst_ns;
 
 	/* page requests (FAULT_REQ on the urgent channel) */
 	pthread_mutex_t req_lock;

@@ -160,6 +160,19 @@ static void mark_installed(struct ftr_migrate_dst *d, uint64_t g, uint64_t n)
 		md_set_completed_if_done(d);
 }
 
+/* Pages [g, g+n) were just mapped by a receiver or the installer (and their
+ * faulting threads woken by that ioctl): when the fault server waits for
+ * one of them, that is the moment its fault was served. */
+static void note_install(struct ftr_migrate_dst *d, uint64_t g, uint64_t n)
+{
+	if (!atomic_load(&d->arr_waiters))
+		return;
+	pthread_mutex_lock(&d->arr_lock);
+	if (g < d->wait_end && d->wait_g < g + n)
+		d->wait_inst_ns = ftr_now_ns();
+	pthread_mutex_unlock(&d->arr_lock);
+}
+
 /*
  * Installs pages page..page+n-1 of region r (all final) into the
  * workload's memory and marks them installed. The benign outcomes are
@@ -225,6 +238,7 @@ static void md_install(struct ftr_migrate_dst *d, uint32_t r, uint64_t page, uin
 		}
 	}
 	mark_installed(d, d->lay.g0[r] + page, n);
+	note_install(d, d->lay.g0[r] + page, n);
 }
 
 /* Installs the pages that were final at the switch (those received later
@@ -378,8 +392,10 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 			md_maybe_bye(d);
 		atomic_fetch_add(&d->pages_received, kept);
 		atomic_fetch_add(&d->dup_pages, count - kept);
-		md_wake_waiters(d);
+		/* Install first: that ioctl wakes the faulting threads; the
+		 * fault server, woken after, finds its pages in place. */
 		install_list(d, r, pages, mine, count);
+		md_wake_waiters(d);
 	} else {
 		atomic_fetch_add(&d->pages_received, count);
 	}
@@ -471,31 +487,59 @@ static bool src_gone(struct ftr_migrate_dst *d)
 	return f;
 }
 
+static bool none_installed(struct ftr_migrate_dst *d, uint64_t g, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (mig_bit_test_atomic(d->installed, g + i))
+			return false;
+	return true;
+}
+
+static bool all_installed(struct ftr_migrate_dst *d, uint64_t g, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!mig_bit_test_atomic(d->installed, g + i))
+			return false;
+	return true;
+}
+
 /* Makes pages [first, first+n) of region r final, asking for them if
- * needed. 0, -EAGAIN (not yet: the server retries), -ENOTCONN (the
- * migration failed or stopped: fatal for the server). */
+ * needed. 0, FTR_FS_SRC_INSTALLED (while this call waited, a receiver or
+ * the installer installed every one of them: their faults are served),
+ * -EAGAIN (not yet: the server retries), -ENOTCONN (the migration failed
+ * or stopped: fatal for the server). A page that was installed before the
+ * call (and faults again, e.g. after MADV_DONTNEED) is never answered with
+ * FTR_FS_SRC_INSTALLED: the server installs it again itself. */
 static int src_get(struct ftr_migrate_dst *d, uint32_t r, uint64_t first, uint32_t n)
 {
 	uint64_t g = d->lay.g0[r] + first, end;
+	bool fresh;
 
 	if (all_final(d, g, n))
 		return 0;
 	if (src_gone(d))
 		return -ENOTCONN;
+	fresh = none_installed(d, g, n);
+	pthread_mutex_lock(&d->arr_lock);
+	d->wait_g = g;
+	d->wait_end = g + n;
+	d->wait_inst_ns = 0;
+	atomic_fetch_add(&d->arr_waiters, 1);
+	pthread_mutex_unlock(&d->arr_lock);
 	request_pages(d, r, first, n);
 	end = ftr_now_ns() + MD_FAULT_WAIT_MS * 1000000ull;
-	atomic_fetch_add(&d->arr_waiters, 1);
 	pthread_mutex_lock(&d->arr_lock);
 	while (!all_final(d, g, n) && !atomic_load(&d->src_cancel) && ftr_now_ns() < end) {
 		struct timespec ts = ftr_deadline_ms(10);
 
 		pthread_cond_timedwait(&d->arr_cv, &d->arr_lock, &ts);
 	}
-	pthread_mutex_unlock(&d->arr_lock);
+	d->wait_g = d->wait_end = 0;
 	atomic_fetch_sub(&d->arr_waiters, 1);
-	if (all_final(d, g, n))
-		return 0;
-	return src_gone(d) ? -ENOTCONN : -EAGAIN;
+	pthread_mutex_unlock(&d->arr_lock);
+	if (!all_final(d, g, n))
+		return src_gone(d) ? -ENOTCONN : -EAGAIN;
+	return fresh && all_installed(d, g, n) ? FTR_FS_SRC_INSTALLED : 0;
 }
 
 static int src_read(void *ctx, uint32_t region, uint64_t first, uint32_t npages, void *dst)
@@ -504,7 +548,7 @@ static int src_read(void *ctx, uint32_t region, uint64_t first, uint32_t npages,
 	int ret = src_get(d, region, first, npages);
 
 	if (ret)
-		return ret;
+		return ret;	/* incl. FTR_FS_SRC_INSTALLED: nothing to copy */
 	memcpy(dst, d->store + page_off(d, region, first), (size_t)npages * d->lay.page_size);
 	mark_installed(d, d->lay.g0[region] + first, npages);	/* the server installs it now */
 	return 0;
@@ -520,6 +564,19 @@ static int src_prepare(void *ctx, uint32_t region, uint64_t first, uint32_t npag
 	return ret;
 }
 
+/* When the receiver or installer mapped the pages of the last wait. Only
+ * the fault thread calls src_get and then this. */
+static uint64_t src_installed_ns(void *ctx)
+{
+	struct ftr_migrate_dst *d = ctx;
+	uint64_t ns;
+
+	pthread_mutex_lock(&d->arr_lock);
+	ns = d->wait_inst_ns;
+	pthread_mutex_unlock(&d->arr_lock);
+	return ns;
+}
+
 static void src_cancel(void *ctx)
 {
 	struct ftr_migrate_dst *d = ctx;
@@ -533,6 +590,7 @@ static void src_cancel(void *ctx)
 static const struct ftr_page_source_ops migrate_source = {
 	.read = src_read,
 	.prepare = src_prepare,
+	.installed_ns = src_installed_ns,
 	.cancel = src_cancel,
 };
 

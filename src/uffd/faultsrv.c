@@ -6,15 +6,18 @@
  * Page state, one bit per page of every region ("global page" g: the
  * regions' pages numbered one after the other, in the order given), all
  * under fs->lock:
- *   need      the page must still be installed: background work left
+ *   settled   the page needs no more work (installed, a hole, gone); a
+ *             clear bit means background work is left. Kept inverted so a
+ *             fresh server starts from calloc's zero pages, touching no
+ *             memory per page of the cache
  *   busy_ft   claimed by the fault thread, being installed
  *   busy_bg   claimed by the background thread, being installed
  *   resident  installed as far as the server knows (see REMOVE in the .h)
  *   gone      its range was unmapped: never served or pushed again
  * A thread claims pages under the lock, reads the source and issues the
  * ioctl without it, then marks and releases under the lock. Background
- * chunks and prefault windows take only "claimable" pages: need and
- * claimed by nobody. A faulted page itself is always installed by the fault
+ * chunks and prefault windows take only "claimable" pages: not settled
+ * and claimed by nobody. A faulted page itself is always installed by the fault
  * thread, whatever the bitmaps say:
  *   - resident: the message may be older than the install, or the page was
  *     zapped after a REMOVE; installing it again costs one EEXIST + wake at
@@ -184,7 +187,8 @@ struct ftr_fs {
 	struct fs_seg *segs;
 	unsigned nsegs, segs_cap;
 	uint64_t layout_gen;		/* bumped by UNMAP/REMAP */
-	uint64_t *need, *busy_ft, *busy_bg, *resident, *gone;
+	uint64_t *settled, *busy_ft, *busy_bg, *resident, *gone;
+	size_t maps_len;		/* one mapping holds the five maps */
 	uint64_t n_need, n_resident, n_gone;
 	bool started, stopping, joining, joined;
 	bool bg_waiting;		/* the background waits for the fault thread */
@@ -361,13 +365,13 @@ static uint64_t fs_seg_addr(const struct ftr_fs *fs, const struct fs_seg *s, uin
 
 static bool fs_claimable(const struct ftr_fs *fs, uint64_t g)
 {
-	return ftr_bit_test(fs->need, g) && !ftr_bit_test(fs->busy_ft, g) &&
+	return !ftr_bit_test(fs->settled, g) && !ftr_bit_test(fs->busy_ft, g) &&
 	       !ftr_bit_test(fs->busy_bg, g);
 }
 
 static uint64_t fs_claimable_word(const struct ftr_fs *fs, size_t w)
 {
-	return fs->need[w] & ~(fs->busy_ft[w] | fs->busy_bg[w]);
+	return ~(fs->settled[w] | fs->busy_ft[w] | fs->busy_bg[w]);
 }
 
 /* First claimable page in [from, total), or UINT64_MAX. */
@@ -440,8 +444,8 @@ static void fs_mark_resident(struct ftr_fs *fs, uint64_t g, uint64_t n)
 			ftr_bit_set(fs->resident, p);
 			fs->n_resident++;
 		}
-		if (ftr_bit_test(fs->need, p)) {
-			ftr_bit_clear(fs->need, p);
+		if (!ftr_bit_test(fs->settled, p)) {
+			ftr_bit_set(fs->settled, p);
 			fs->n_need--;
 		}
 	}
@@ -453,8 +457,8 @@ static void fs_mark_resident(struct ftr_fs *fs, uint64_t g, uint64_t n)
  * unregistered page). */
 static void fs_mark_settled(struct ftr_fs *fs, uint64_t g, bool gone)
 {
-	if (ftr_bit_test(fs->need, g)) {
-		ftr_bit_clear(fs->need, g);
+	if (!ftr_bit_test(fs->settled, g)) {
+		ftr_bit_set(fs->settled, g);
 		if (!--fs->n_need)
 			fs_broadcast(fs);
 	}
@@ -775,8 +779,8 @@ static void fs_on_remove(struct ftr_fs *fs, uint64_t start, uint64_t end)
 				ftr_bit_clear(fs->resident, g);
 				fs->n_resident--;
 			}
-			if (!ftr_bit_test(fs->need, g)) {
-				ftr_bit_set(fs->need, g);
+			if (ftr_bit_test(fs->settled, g)) {
+				ftr_bit_clear(fs->settled, g);
 				fs->n_need++;
 			}
 		}
@@ -890,13 +894,23 @@ static bool fs_serve_run(struct ftr_fs *fs, struct fs_run *r)
 {
 	const struct fs_seg s = fs->segs[r->segi];
 	uint64_t addr = fs_seg_addr(fs, &s, r->g), done = 0, eexist = 0, now;
+	uint64_t src_inst = 0;
 	enum fs_verdict v = FS_V_FATAL;
 	bool again = false;
 	int err = 0, rc;
 	size_t k;
 
 	rc = fs_fill(fs, &s, r->g, r->n, fs->fbuf);
-	if (rc == 0) {
+	if (rc == FTR_FS_SRC_INSTALLED) {
+		/* Mapped and woken by the source's own path: nothing to do
+		 * but count, at the time the last page went in. */
+		v = FS_V_DONE;
+		done = r->n;
+		now = fs->ops->installed_ns ? fs->ops->installed_ns(fs->ctx) : 0;
+		if (!now)
+			now = ftr_now_ns();
+		src_inst = r->n;
+	} else if (rc == 0) {
 		/* The faulted pages first, so their threads wake before the
 		 * prefault tail is installed: one more ioctl, less latency. */
 		uint64_t head = FTR_MIN(r->span, r->n);
@@ -921,7 +935,10 @@ static bool fs_serve_run(struct ftr_fs *fs, struct fs_run *r)
 	}
 
 	pthread_mutex_lock(&fs->lock);
-	if (done) {
+	if (src_inst) {
+		fs_mark_resident(fs, r->g, done);
+		fs->st.src_installed += src_inst;
+	} else if (done) {
 		uint64_t faulted_done = 0, prev = UINT64_MAX;
 
 		fs_mark_resident(fs, r->g, done);
@@ -1377,7 +1394,10 @@ static void fs_bg_run(struct ftr_fs *fs, struct fs_bg *b, uint64_t g, uint64_t n
 	pthread_mutex_unlock(&fs->lock);
 	t0 = ftr_now_ns();
 	rc = fs_fill(fs, &s, g, n, fs->bbuf);
-	if (rc == 0)
+	if (rc == FTR_FS_SRC_INSTALLED) {
+		v = FS_V_DONE;
+		done = n;
+	} else if (rc == 0)
 		v = fs_install(fs, fs_fill_op(fs), addr, fs->bbuf, n, &done, &eexist, &err);
 	else if (rc == -EAGAIN)
 		v = FS_V_SRC_AGAIN;
@@ -1387,7 +1407,10 @@ static void fs_bg_run(struct ftr_fs *fs, struct fs_bg *b, uint64_t g, uint64_t n
 	pthread_mutex_lock(&fs->lock);
 
 	fs_mark_resident(fs, g, done);
-	fs->st.pages_background += done;
+	if (rc == FTR_FS_SRC_INSTALLED)
+		fs->st.src_installed += n;
+	else
+		fs->st.pages_background += done;
 	fs->st.eexist += eexist;
 	b->sweep_pages += done;
 	fs_release(fs->busy_bg, g, n);
@@ -1649,18 +1672,18 @@ int ftr_fs_create(const struct ftr_fs_opts *o, struct ftr_fs **out, char *err, s
 	fs->nsegs = o->nregions;
 
 	words = ftr_bitmap_words(fs->total);
-	fs->need = calloc(words, sizeof(uint64_t));
-	fs->busy_ft = calloc(words, sizeof(uint64_t));
-	fs->busy_bg = calloc(words, sizeof(uint64_t));
-	fs->resident = calloc(words, sizeof(uint64_t));
-	fs->gone = calloc(words, sizeof(uint64_t));
-	if (!fs->need || !fs->busy_ft || !fs->busy_bg || !fs->resident || !fs->gone)
+	/* The five page maps share one anonymous mapping. Every page is needed
+	 * (none settled), so they start as the kernel hands them out: zero
+	 * pages, touched only where the server works. Setting up costs no
+	 * time per page and resume latency does not grow with the cache. */
+	fs->maps_len = 5 * words * sizeof(uint64_t);
+	fs->settled = fs_map(fs->maps_len);
+	if (!fs->settled)
 		goto out_free;
-	/* Every page is needed: whole words at once, so setting up costs no
-	 * time per page (resume latency must not grow with the cache). */
-	memset(fs->need, 0xff, (fs->total / 64) * sizeof(uint64_t));
-	for (uint64_t g = fs->total & ~63ull; g < fs->total; g++)
-		ftr_bit_set(fs->need, g);
+	fs->busy_ft = fs->settled + words;
+	fs->busy_bg = fs->busy_ft + words;
+	fs->resident = fs->busy_bg + words;
+	fs->gone = fs->resident + words;
 	fs->n_need = fs->total;
 
 	if (fs->mode == FTR_FS_MISSING) {
@@ -1728,11 +1751,8 @@ out_free:
 		munmap(fs->fbuf, fs->fbuf_len);
 	if (fs->bbuf)
 		munmap(fs->bbuf, fs->bbuf_len);
-	free(fs->need);
-	free(fs->busy_ft);
-	free(fs->busy_bg);
-	free(fs->resident);
-	free(fs->gone);
+	if (fs->settled)
+		munmap(fs->settled, fs->maps_len);
 	free(fs->segs);
 	free(fs->regions);
 	free(sorted);
@@ -1833,11 +1853,8 @@ void ftr_fs_destroy(struct ftr_fs *fs)
 		munmap(fs->fbuf, fs->fbuf_len);
 	if (fs->bbuf)
 		munmap(fs->bbuf, fs->bbuf_len);
-	free(fs->need);
-	free(fs->busy_ft);
-	free(fs->busy_bg);
-	free(fs->resident);
-	free(fs->gone);
+	if (fs->settled)
+		munmap(fs->settled, fs->maps_len);
 	free(fs->segs);
 	free(fs->regions);
 	free(fs->pend);

@@ -121,12 +121,24 @@ struct ftr_page_source_ops {
 	 * makes UFFDIO_CONTINUE fail with EFAULT: fatal for a fault; the
 	 * background skips such pages). */
 	int (*prepare)(void *ctx, uint32_t region, uint64_t first, uint32_t npages);
+	/* Optional: read and prepare may return FTR_FS_SRC_INSTALLED when the
+	 * source's own path has already installed every one of the pages asked
+	 * for (mapped them and so woken their waiters, as a migration
+	 * destination's receiver does with a requested page the moment it
+	 * arrives). The server then issues no ioctl for them and counts their
+	 * faults resolved at the time this op gives (CLOCK_MONOTONIC ns of the
+	 * last of those installs, as seen by the thread that made the call;
+	 * 0 = now). Without this op the server takes "now". */
+	uint64_t (*installed_ns)(void *ctx);
 	/* Optional: called once by ftr_fs_stop() before it joins the threads,
 	 * so that a read/prepare blocked waiting for a remote page returns
 	 * (with any error: errors after stop are ignored). A source that can
 	 * block must provide it, or stop is only as bounded as the source. */
 	void (*cancel)(void *ctx);
 };
+
+/* read/prepare: the source installed the pages itself (see installed_ns). */
+#define FTR_FS_SRC_INSTALLED 1
 
 enum ftr_fs_mode {
 	FTR_FS_MISSING,	/* anonymous (or shmem MISSING): UFFDIO_COPY from read() */
@@ -194,11 +206,13 @@ struct ftr_fs_stats {
 	uint64_t pages_gone;		/* dropped by UNMAP (or unregistered) */
 	uint64_t pages_total;		/* sum of the region sizes / page_size */
 	uint64_t eexist;		/* pages already there at install (benign) */
+	uint64_t src_installed;		/* faulted pages the source had installed itself */
 	uint64_t eagain_retries;	/* source or ioctl EAGAIN, retried */
 	uint64_t stray_faults;		/* faults on ranges no longer ours: woken */
 	uint64_t events_remove, events_unmap, events_remap, events_fork;
 	/* Fault latency: from reading the fault message to the ioctl that
-	 * resolved it completing, over the last FTR_FS_LAT_SAMPLES faults. */
+	 * resolved it completing (or to the source's own install of the page,
+	 * FTR_FS_SRC_INSTALLED), over the last FTR_FS_LAT_SAMPLES faults. */
 	uint64_t fault_lat_median_ns, fault_lat_p99_ns, fault_lat_max_ns;
 	uint64_t first_fault_ns;	/* CLOCK_MONOTONIC of the first fault resolved; 0 = none */
 	double bg_pages_per_s;		/* background pages / background running time */
