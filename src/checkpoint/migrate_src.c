@@ -676,10 +676,6 @@ static int tx_push(struct ms_tx *t, struct ftr_chan *c, uint64_t inc)
 	uint64_t pages[FTR_WIRE_MAX_BATCH];
 	int ret = 0;
 
-	/* After the switch the push is background work: the urgent thread
-	 * (page requests a thread waits for) gets the CPU first. For good:
-	 * no precopy round follows a push. */
-	ftr_thread_background();
 	t->b.crc = s->features & FTR_FEAT_DATA_CRC;
 	t->b.seq = s->switch_round;
 	while (!ret && !ms_stopping(s, inc) && !atomic_load(&s->abort_req)) {
