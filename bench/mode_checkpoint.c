@@ -33,6 +33,11 @@
  * kernel resolves async write faults itself: nothing could copy a page
  * aside before the write); wp-sync/cow shares the tracker's userfaultfd.
  * The bare wp-async harvest is the yardstick for every cow pause.
+ *
+ * Once per bench run, before the groups, fault_baseline() times the
+ * kernel's async write-protect fault against the page fill that takes it;
+ * the 10 % target's report derives from it the throughput that no
+ * write-protect tracker could exceed on this machine.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +104,8 @@ static const struct ftb_metric metrics[M__COUNT] = {
 #define CK_DEFAULT_EPOCHS 100
 #define CK_SEED 5
 #define CK_BARE_ITERS 3
+#define CK_FB_REGION (64ull << 20)	/* the fault baseline's region */
+#define CK_FB_PAGES 4096u		/* pages it writes per round */
 #define CK_TARGET_PCT 10	/* the rate the throughput target is about */
 #define CK_TARGET_RATIO 0.7
 #define CK_WRITER_BOUND 0.9	/* unprotected below this share of offered: writer-bound */
@@ -131,6 +138,9 @@ struct ck_state {
 	uint64_t rate[FTB_MAX_GROUPS];	/* offered writes/s */
 	unsigned epochs;
 	int iu;				/* the unprotected variant, -1 if absent */
+	bool have_fb;			/* the fault baseline was measured */
+	double fb_fill_ns, fb_fault_ns;	/* per page (fault_baseline) */
+	char fb_err[160];
 	unsigned failed[FTB_MAX_GROUPS][FTB_MAX_VARIANTS];	/* runs retried */
 	char why[FTB_MAX_GROUPS][FTB_MAX_VARIANTS][240];	/* the last reason */
 };
@@ -245,6 +255,89 @@ out:
 		close(fd);
 	free(map);
 	free(chosen);
+	return ret;
+}
+
+/*
+ * What a write-protect fault costs here, against the write that takes it: a
+ * CK_FB_REGION memfd region populated and tracked wp-async (ftr_track, armed
+ * by a first harvest); each round fills CK_FB_PAGES random distinct pages as
+ * the synthetic writer fills a page (ftr_synth_fill_page), first while they
+ * are write-protected (each fill takes the kernel's async WP fault) and then
+ * again (no fault: nothing protected them since). Per page, median of
+ * CK_BARE_ITERS rounds: *fill_ns the second pass, *fault_ns the difference.
+ */
+static int fault_baseline(double *fill_ns, double *fault_ns, char *err, size_t errlen)
+{
+	const uint64_t npages = CK_FB_REGION / CK_PAGE;
+	uint64_t fill[CK_BARE_ITERS], fault[CK_BARE_ITERS], state = 0xfa17, p99;
+	uint64_t *pages = calloc(CK_FB_PAGES, sizeof(uint64_t));
+	uint64_t *map = calloc(npages / 64, sizeof(uint64_t));
+	uint8_t *seen = calloc(npages, 1);
+	struct ftr_track *t = NULL;
+	uint8_t *base = MAP_FAILED;
+	int fd = -1, ret = -ENOMEM;
+
+	if (!pages || !map || !seen)
+		goto out;
+	fd = memfd_create("ftbench-wpfault", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)CK_FB_REGION) ||
+	    (base = mmap(NULL, CK_FB_REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
+		    MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "fault baseline region: %s", strerror(errno));
+		goto out;
+	}
+	madvise(base, CK_FB_REGION, MADV_POPULATE_WRITE);
+	{
+		struct ftr_track_region r = { .base = base, .size = CK_FB_REGION, .fd = fd };
+
+		ret = ftr_track_create(FTR_TRACK_WP_ASYNC, &r, 1, CK_PAGE, -1, &t, err, errlen);
+		if (ret)
+			goto out;
+	}
+	for (unsigned it = 0; it < CK_BARE_ITERS; it++) {
+		uint64_t t0, t1, t2;
+		int64_t got = ftr_track_harvest(t, &map);	/* protects what was written */
+
+		if (got < 0) {
+			ret = (int)got;
+			snprintf(err, errlen, "fault baseline harvest: %s", strerror(-ret));
+			goto out;
+		}
+		memset(seen, 0, npages);
+		for (unsigned i = 0; i < CK_FB_PAGES;) {
+			uint64_t pg = ftr_synth_next(&state) % npages;
+
+			if (!seen[pg]) {
+				seen[pg] = 1;
+				pages[i++] = pg;
+			}
+		}
+		t0 = ftb_now_ns();
+		for (unsigned i = 0; i < CK_FB_PAGES; i++)
+			ftr_synth_fill_page(base + pages[i] * CK_PAGE, pages[i], it + 1, CK_SEED);
+		t1 = ftb_now_ns();
+		for (unsigned i = 0; i < CK_FB_PAGES; i++)
+			ftr_synth_fill_page(base + pages[i] * CK_PAGE, pages[i], it + 2, CK_SEED);
+		t2 = ftb_now_ns();
+		fill[it] = (t2 - t1) / CK_FB_PAGES;
+		fault[it] = t1 - t0 > t2 - t1 ? (t1 - t0 - (t2 - t1)) / CK_FB_PAGES : 0;
+	}
+	ftb_u64_pcts(fill, CK_BARE_ITERS, &fill[0], &p99);
+	ftb_u64_pcts(fault, CK_BARE_ITERS, &fault[0], &p99);
+	*fill_ns = (double)fill[0];
+	*fault_ns = (double)fault[0];
+	ret = 0;
+out:
+	ftr_track_destroy(t);
+	if (base != MAP_FAILED)
+		munmap(base, CK_FB_REGION);
+	if (fd >= 0)
+		close(fd);
+	free(pages);
+	free(map);
+	free(seen);
 	return ret;
 }
 
@@ -575,6 +668,15 @@ static int ck_prepare(struct ftb_ctx *c, char *err, size_t errlen)
 	json_object_set_new(c->config, "settle_ms", json_integer(CK_SETTLE_MS));
 	json_object_set_new(c->config, "transport", json_string("tcp/writev loopback"));
 	json_object_set_new(c->config, "pattern", json_string("random"));
+	if (fault_baseline(&s->fb_fill_ns, &s->fb_fault_ns, s->fb_err, sizeof(s->fb_err)))
+		ftb_note("no write-protect fault baseline: %s", s->fb_err);
+	else
+		s->have_fb = true;
+	json_object_set_new(c->baselines, "wp_async_fault",
+			    s->have_fb ? json_pack("{s:f, s:f, s:i}", "fill_ns_per_page",
+						   s->fb_fill_ns, "fault_ns_per_page",
+						   s->fb_fault_ns, "pages", CK_FB_PAGES)
+				       : json_null());
 	fprintf(c->out, "ftbench --checkpoint: %" PRIu64 " MiB region (%" PRIu64 " pages), random "
 		"writes paced to dirty 1/10/30 %% of the pages per %d ms epoch, %u epochs measured "
 		"per run, %u run(s) per case after %u warm-up\n", c->o.size >> 20, npages,
@@ -710,6 +812,29 @@ static void ck_report(struct ftb_ctx *c)
 			">= %.1fx of its unprotected throughput at %u %% per epoch%s\n",
 			CK_TARGET_RATIO, CK_TARGET_PCT,
 			bound ? " (NB: writer-bound here, see above)" : "");
+		if (s->have_fb && unprot > 0) {
+			/* The kernel's fault alone, with no pause, harvest or
+			 * send: each first write to a page in an epoch pays one
+			 * async WP fault. f = first writes / writes at the
+			 * offered rate; the writer's own time per write is the
+			 * unprotected run's when it is writer-bound (its
+			 * maximum), else the baseline's fill. */
+			double np = (double)(c->o.size / CK_PAGE);
+			double per_epoch = (double)s->rate[g] * CK_EPOCH_MS / 1000.0;
+			double f = fmin(1.0, dirty_share(per_epoch, (uint64_t)np) * np / per_epoch);
+			double tw = bound ? 1e9 / unprot : s->fb_fill_ns;
+			double wmax = 1e9 / (tw + f * s->fb_fault_ns);
+			double cap = fmin((double)s->rate[g], wmax) / unprot;
+
+			fprintf(o, "  bound from the WP fault alone (same run: fill %.2f us/page, async "
+				"WP fault %.2f us/page; %.0f %% of writes are first writes): any "
+				"write-protect tracker keeps <= %.2fx\n", s->fb_fill_ns / 1e3,
+				s->fb_fault_ns / 1e3, 100 * f, cap);
+			json_object_set_new(c->summary, "wp_fault_bound", json_pack(
+				"{s:i, s:f, s:f, s:f, s:f}", "dirty_pct", CK_TARGET_PCT,
+				"first_write_share", f, "fill_ns", s->fb_fill_ns, "fault_ns",
+				s->fb_fault_ns, "max_x_unprotected", cap));
+		}
 		for (unsigned v = 0; v < c->nvariants; v++) {
 			double x;
 
