@@ -167,6 +167,44 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+/* A memfd region like the synthetic workload's (shared, populated up
+ * front) under ftr_track wp-async, for the bare baselines. */
+struct ck_wp_region {
+	int fd;
+	uint8_t *base;
+	uint64_t size;
+	struct ftr_track *t;
+};
+
+static int wp_region_open(struct ck_wp_region *w, uint64_t size, const char *what, char *err,
+			  size_t errlen)
+{
+	struct ftr_track_region r;
+	int ret;
+
+	*w = (struct ck_wp_region){ .fd = -1, .base = MAP_FAILED, .size = size };
+	w->fd = memfd_create("ftbench-wp", MFD_CLOEXEC);
+	if (w->fd < 0 || ftruncate(w->fd, (off_t)size) ||
+	    (w->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, 0)) ==
+		    MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "%s region: %s", what, strerror(errno));
+		return ret;
+	}
+	madvise(w->base, size, MADV_POPULATE_WRITE);
+	r = (struct ftr_track_region){ .base = w->base, .size = size, .fd = w->fd };
+	return ftr_track_create(FTR_TRACK_WP_ASYNC, &r, 1, CK_PAGE, -1, &w->t, err, errlen);
+}
+
+static void wp_region_close(struct ck_wp_region *w)
+{
+	ftr_track_destroy(w->t);
+	if (w->base != MAP_FAILED)
+		munmap(w->base, w->size);
+	if (w->fd >= 0)
+		close(w->fd);
+}
+
 /* A bare wp-async harvest of a same-size region with `dirty` random pages
  * written: what PAGEMAP_SCAN alone costs for such a dirty set. */
 static int bare_harvest(uint64_t size, uint64_t dirty, uint64_t *ns, char *err, size_t errlen)
@@ -174,9 +212,8 @@ static int bare_harvest(uint64_t size, uint64_t dirty, uint64_t *ns, char *err, 
 	uint64_t npages = size / CK_PAGE, state = 0xc0ffee, samples[CK_BARE_ITERS];
 	size_t words = (size_t)((npages + 63) / 64);
 	uint64_t *map = calloc(words, sizeof(uint64_t)), *chosen = calloc(words, sizeof(uint64_t));
-	struct ftr_track *t = NULL;
-	uint8_t *base = MAP_FAILED;
-	int fd = -1, ret;
+	struct ck_wp_region w = { .fd = -1, .base = MAP_FAILED };
+	int ret;
 
 	if (!map || !chosen) {
 		ret = -ENOMEM;
@@ -186,29 +223,11 @@ static int bare_harvest(uint64_t size, uint64_t dirty, uint64_t *ns, char *err, 
 		dirty = npages;
 	if (!dirty)
 		dirty = 1;
-	fd = memfd_create("ftbench-bare", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)size)) {
-		ret = -errno;
-		snprintf(err, errlen, "bare harvest region: %s", strerror(errno));
+	ret = wp_region_open(&w, size, "bare harvest", err, errlen);
+	if (ret)
 		goto out;
-	}
-	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED) {
-		ret = -errno;
-		snprintf(err, errlen, "bare harvest region: %s", strerror(errno));
-		goto out;
-	}
-	/* like the synthetic workload's region: populated up front */
-	madvise(base, size, MADV_POPULATE_WRITE);
-	{
-		struct ftr_track_region r = { .base = base, .size = size, .fd = fd };
-
-		ret = ftr_track_create(FTR_TRACK_WP_ASYNC, &r, 1, CK_PAGE, -1, &t, err, errlen);
-		if (ret)
-			goto out;
-	}
 	/* the first harvest reports every page and arms the tracking */
-	ret = (int)ftr_track_harvest(t, &map);
+	ret = (int)ftr_track_harvest(w.t, &map);
 	if (ret < 0)
 		goto out;
 	for (unsigned it = 0; it < CK_BARE_ITERS; it++) {
@@ -223,11 +242,11 @@ static int bare_harvest(uint64_t size, uint64_t dirty, uint64_t *ns, char *err, 
 			if (chosen[p / 64] & (1ull << (p % 64)))
 				continue;
 			chosen[p / 64] |= 1ull << (p % 64);
-			base[p * CK_PAGE] = (uint8_t)(it + 1);
+			w.base[p * CK_PAGE] = (uint8_t)(it + 1);
 			n++;
 		}
 		t0 = ftb_now_ns();
-		got = ftr_track_harvest(t, &map);
+		got = ftr_track_harvest(w.t, &map);
 		samples[it] = ftb_now_ns() - t0;
 		if (got < 0) {
 			ret = (int)got;
@@ -248,11 +267,7 @@ static int bare_harvest(uint64_t size, uint64_t dirty, uint64_t *ns, char *err, 
 	}
 	ret = 0;
 out:
-	ftr_track_destroy(t);
-	if (base != MAP_FAILED)
-		munmap(base, size);
-	if (fd >= 0)
-		close(fd);
+	wp_region_close(&w);
 	free(map);
 	free(chosen);
 	return ret;
@@ -274,31 +289,17 @@ static int fault_baseline(double *fill_ns, double *fault_ns, char *err, size_t e
 	uint64_t *pages = calloc(CK_FB_PAGES, sizeof(uint64_t));
 	uint64_t *map = calloc(npages / 64, sizeof(uint64_t));
 	uint8_t *seen = calloc(npages, 1);
-	struct ftr_track *t = NULL;
-	uint8_t *base = MAP_FAILED;
-	int fd = -1, ret = -ENOMEM;
+	struct ck_wp_region w = { .fd = -1, .base = MAP_FAILED };
+	int ret = -ENOMEM;
 
 	if (!pages || !map || !seen)
 		goto out;
-	fd = memfd_create("ftbench-wpfault", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)CK_FB_REGION) ||
-	    (base = mmap(NULL, CK_FB_REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
-		    MAP_FAILED) {
-		ret = -errno;
-		snprintf(err, errlen, "fault baseline region: %s", strerror(errno));
+	ret = wp_region_open(&w, CK_FB_REGION, "fault baseline", err, errlen);
+	if (ret)
 		goto out;
-	}
-	madvise(base, CK_FB_REGION, MADV_POPULATE_WRITE);
-	{
-		struct ftr_track_region r = { .base = base, .size = CK_FB_REGION, .fd = fd };
-
-		ret = ftr_track_create(FTR_TRACK_WP_ASYNC, &r, 1, CK_PAGE, -1, &t, err, errlen);
-		if (ret)
-			goto out;
-	}
 	for (unsigned it = 0; it < CK_BARE_ITERS; it++) {
 		uint64_t t0, t1, t2;
-		int64_t got = ftr_track_harvest(t, &map);	/* protects what was written */
+		int64_t got = ftr_track_harvest(w.t, &map);	/* protects what was written */
 
 		if (got < 0) {
 			ret = (int)got;
@@ -316,10 +317,10 @@ static int fault_baseline(double *fill_ns, double *fault_ns, char *err, size_t e
 		}
 		t0 = ftb_now_ns();
 		for (unsigned i = 0; i < CK_FB_PAGES; i++)
-			ftr_synth_fill_page(base + pages[i] * CK_PAGE, pages[i], it + 1, CK_SEED);
+			ftr_synth_fill_page(w.base + pages[i] * CK_PAGE, pages[i], it + 1, CK_SEED);
 		t1 = ftb_now_ns();
 		for (unsigned i = 0; i < CK_FB_PAGES; i++)
-			ftr_synth_fill_page(base + pages[i] * CK_PAGE, pages[i], it + 2, CK_SEED);
+			ftr_synth_fill_page(w.base + pages[i] * CK_PAGE, pages[i], it + 2, CK_SEED);
 		t2 = ftb_now_ns();
 		fill[it] = (t2 - t1) / CK_FB_PAGES;
 		fault[it] = t1 - t0 > t2 - t1 ? (t1 - t0 - (t2 - t1)) / CK_FB_PAGES : 0;
@@ -330,11 +331,7 @@ static int fault_baseline(double *fill_ns, double *fault_ns, char *err, size_t e
 	*fault_ns = (double)fault[0];
 	ret = 0;
 out:
-	ftr_track_destroy(t);
-	if (base != MAP_FAILED)
-		munmap(base, CK_FB_REGION);
-	if (fd >= 0)
-		close(fd);
+	wp_region_close(&w);
 	free(pages);
 	free(map);
 	free(seen);

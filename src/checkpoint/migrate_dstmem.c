@@ -487,20 +487,13 @@ static bool src_gone(struct ftr_migrate_dst *d)
 	return f;
 }
 
-static bool none_installed(struct ftr_migrate_dst *d, uint64_t g, uint32_t n)
+static uint32_t count_installed(struct ftr_migrate_dst *d, uint64_t g, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
-		if (mig_bit_test_atomic(d->installed, g + i))
-			return false;
-	return true;
-}
+	uint32_t k = 0;
 
-static bool all_installed(struct ftr_migrate_dst *d, uint64_t g, uint32_t n)
-{
 	for (uint32_t i = 0; i < n; i++)
-		if (!mig_bit_test_atomic(d->installed, g + i))
-			return false;
-	return true;
+		k += mig_bit_test_atomic(d->installed, g + i);
+	return k;
 }
 
 /* Makes pages [first, first+n) of region r final, asking for them if
@@ -519,7 +512,7 @@ static int src_get(struct ftr_migrate_dst *d, uint32_t r, uint64_t first, uint32
 		return 0;
 	if (src_gone(d))
 		return -ENOTCONN;
-	fresh = none_installed(d, g, n);
+	fresh = count_installed(d, g, n) == 0;
 	pthread_mutex_lock(&d->arr_lock);
 	d->wait_g = g;
 	d->wait_end = g + n;
@@ -539,7 +532,7 @@ static int src_get(struct ftr_migrate_dst *d, uint32_t r, uint64_t first, uint32
 	pthread_mutex_unlock(&d->arr_lock);
 	if (!all_final(d, g, n))
 		return src_gone(d) ? -ENOTCONN : -EAGAIN;
-	return fresh && all_installed(d, g, n) ? FTR_FS_SRC_INSTALLED : 0;
+	return fresh && count_installed(d, g, n) == n ? FTR_FS_SRC_INSTALLED : 0;
 }
 
 static int src_read(void *ctx, uint32_t region, uint64_t first, uint32_t npages, void *dst)
