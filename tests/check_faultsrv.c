@@ -610,6 +610,70 @@ START_TEST(test_missing_background)
 }
 END_TEST
 
+/* The fill waits for the first fault (up to its grace): nothing is pushed
+ * while the workload has not started; after the fault, or after the grace
+ * with no fault at all, it pushes every other page. */
+START_TEST(test_background_waits_first_fault)
+{
+	const size_t len = 16u << 20;
+	const uint64_t npages = len / PS, first = npages / 2;
+	struct ftr_fs_region reg;
+	struct ftr_fs_stats st;
+	struct tsrc src;
+	struct ftr_fs *fs;
+	char err[256];
+	uint64_t bad = 0;
+	int uffd, ret;
+	char *base = setup_missing(len, 0, &uffd);
+	struct ftr_fs_opts o = { .uffd = uffd, .mode = FTR_FS_MISSING, .page_size = PS,
+				 .regions = &reg, .nregions = 1, .ops = &tsrc_ops, .ctx = &src,
+				 .background = true, .bg_grace_ms = FTR_FS_BG_GRACE_MAX_MS };
+
+	reg = (struct ftr_fs_region){ .addr = (uint64_t)(uintptr_t)base, .size = len, .id = 6 };
+	tsrc_init(&src, SALT);
+	ret = ftr_fs_create(&o, &fs, err, sizeof(err));
+	ck_assert_msg(ret == 0, "create: %s (%s)", strerror(-ret), err);
+	ck_assert_int_eq(ftr_fs_start(fs), 0);
+	usleep(200000);
+	ftr_fs_get_stats(fs, &st);
+	ck_assert_uint_eq(st.pages_background, 0);
+	ck_assert_uint_eq(st.pages_resident, 0);
+
+	/* the first fault; the fill goes on from there */
+	ck_assert(page_ok(base, 6, first, SALT));
+	ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
+	ftr_fs_get_stats(fs, &st);
+	ck_assert(st.done);
+	ck_assert_uint_eq(st.faults, 1);
+	ck_assert_uint_eq(st.pages_background, npages - st.pages_faulted);
+	for (uint64_t p = 0; p < npages; p++)
+		bad += !page_ok(base, 6, p, SALT);
+	ck_assert_uint_eq(bad, 0);
+	ftr_fs_destroy(fs);
+
+	/* with the default grace and no fault at all, the fill starts alone */
+	munmap(base, len);
+	close(uffd);
+	base = setup_missing(len, 0, &uffd);
+	reg.addr = (uint64_t)(uintptr_t)base;
+	o.uffd = uffd;
+	o.bg_grace_ms = 0;
+	ret = ftr_fs_create(&o, &fs, err, sizeof(err));
+	ck_assert_msg(ret == 0, "create: %s (%s)", strerror(-ret), err);
+	ck_assert_int_eq(ftr_fs_start(fs), 0);
+	ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
+	ftr_fs_get_stats(fs, &st);
+	ck_assert_uint_eq(st.faults, 0);
+	ck_assert_uint_eq(st.pages_background, npages);
+	ftr_fs_destroy(fs);
+	for (uint64_t p = 0; p < npages; p++)
+		bad += !page_ok(base, 6, p, SALT);
+	ck_assert_uint_eq(bad, 0);
+	close(uffd);
+	munmap(base, len);
+}
+END_TEST
+
 /* ---- 3. MISSING, the faulting side is another process ------------------------------- */
 
 static int body_touch_all(char *base, size_t len, void *arg)
@@ -1281,6 +1345,10 @@ START_TEST(test_bad_opts)
 	o.prefault_pages = FTR_FS_PREFAULT_MAX + 1;
 	ck_assert_int_eq(ftr_fs_create(&o, &fs, err, sizeof(err)), -EINVAL);
 	o.prefault_pages = 0;
+	o.bg_grace_ms = FTR_FS_BG_GRACE_MAX_MS + 1;
+	ck_assert_int_eq(ftr_fs_create(&o, &fs, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "background grace"), "%s", err);
+	o.bg_grace_ms = 0;
 	o.uffd = -1;
 	ck_assert_int_eq(ftr_fs_create(&o, &fs, err, sizeof(err)), -EINVAL);
 
@@ -1478,6 +1546,7 @@ static Suite *faultsrv_suite(void)
 	tcase_add_test(tc, test_bad_opts);
 	tcase_add_test(tc, test_missing_inproc);
 	tcase_add_test(tc, test_missing_background);
+	tcase_add_test(tc, test_background_waits_first_fault);
 	tcase_add_test(tc, test_missing_child);
 	tcase_add_loop_test(tc, test_minor_memfd, 0, 2);
 	tcase_add_test(tc, test_minor_holes);

@@ -199,6 +199,7 @@ struct ftr_fs {
 	uint64_t lat[FTR_FS_LAT_SAMPLES];
 	unsigned lat_n, lat_pos;
 	uint64_t bg_start_ns, bg_end_ns;
+	uint64_t bg_grace_ns;		/* the fill's wait for the first fault */
 	unsigned bg_chunk;
 
 	/* fault thread only */
@@ -1489,6 +1490,24 @@ static void *fs_bg_main(void *arg)
 	ftr_thread_background();
 
 	pthread_mutex_lock(&fs->lock);
+	/* Faults first from the start, too: the workload resuming now takes
+	 * its first faults within a millisecond or so, and a fill running
+	 * meanwhile would hold the CPU its wake-up lands on (a nice +10
+	 * thread keeps a CPU for its whole slice once running, ~1 ms here).
+	 * So the fill waits until the first fault is served (its page is
+	 * then the pivot) or the grace (bg_grace_ms) has passed. */
+	{
+		uint64_t until = ftr_now_ns() + fs->bg_grace_ns;
+
+		while (!fs->stopping && (!fs->st.faults || atomic_load(&fs->fault_busy)) &&
+		       ftr_now_ns() < until) {
+			struct timespec ts = fs_deadline_ns(1000000);
+
+			fs->bg_waiting = true;
+			pthread_cond_timedwait(&fs->cv, &fs->lock, &ts);
+			fs->bg_waiting = false;
+		}
+	}
 	fs->bg_start_ns = ftr_now_ns();
 	while (!fs->stopping) {
 		uint64_t g, n, p;
@@ -1570,6 +1589,9 @@ static int fs_check_opts(const struct ftr_fs_opts *o, char *err, size_t errlen)
 	if (o->prefault_pages > FTR_FS_PREFAULT_MAX)
 		FS_BAD("prefault window %u pages is over the maximum %u", o->prefault_pages,
 		       FTR_FS_PREFAULT_MAX);
+	if (o->bg_grace_ms > FTR_FS_BG_GRACE_MAX_MS)
+		FS_BAD("background grace %u ms is over the maximum %u ms", o->bg_grace_ms,
+		       FTR_FS_BG_GRACE_MAX_MS);
 	for (i = 0; i < o->nregions; i++) {
 		const struct ftr_fs_region *r = &o->regions[i];
 
@@ -1617,6 +1639,8 @@ int ftr_fs_create(const struct ftr_fs_opts *o, struct ftr_fs **out, char *err, s
 	fs->background = o->background;
 	fs->poison_on_error = o->poison_on_error;
 	fs->prefault = o->prefault_pages;
+	fs->bg_grace_ns = (uint64_t)(o->bg_grace_ms ? o->bg_grace_ms : FTR_FS_BG_GRACE_DEFAULT_MS) *
+			  1000000ull;
 	fs->max_chunk = o->max_chunk_pages
 				? o->max_chunk_pages
 				: (unsigned)FTR_MAX(1, FTR_FS_CHUNK_DEFAULT_BYTES / fs->ps);

@@ -149,6 +149,9 @@ enum ftr_fs_mode {
 #define FTR_FS_PREFAULT_MAX 63u
 /* Default cap of one background ioctl, in bytes (2 MiB = 512 x 4 KiB). */
 #define FTR_FS_CHUNK_DEFAULT_BYTES (2u << 20)
+/* Default wait of the background fill for the first fault, in ms. */
+#define FTR_FS_BG_GRACE_DEFAULT_MS 10u
+#define FTR_FS_BG_GRACE_MAX_MS 600000u
 
 struct ftr_fs_opts {
 	/* The uffd: registered by the faulting process for the regions below
@@ -178,6 +181,11 @@ struct ftr_fs_opts {
 	 * amortise the per-ioctl cost (and a remote round trip) at the price
 	 * of a longer fault latency. */
 	unsigned prefault_pages;
+	/* How long the background fill waits for the first fault to be served
+	 * before it starts on its own, in ms; 0 = FTR_FS_BG_GRACE_DEFAULT_MS.
+	 * The first fault is then the fill's pivot, and a workload resuming
+	 * does not find its CPU taken by the fill (see fs_bg_main). */
+	unsigned bg_grace_ms;
 	/* Optional pidfd of the faulting process (<= 0: none). When it becomes
 	 * readable the server stops quietly with state "target-exited".
 	 * Without it, target exit is noticed by the first ioctl that returns
