@@ -342,6 +342,15 @@ START_TEST(test_crc_reference)
 		ck_assert_uint_eq(ftr_crc32c(0, buf + off, 3 * PAGE + 7),
 				  crc32c_ref(0, buf + off, 3 * PAGE + 7));
 	}
+	/* around the three-way steps of the SSE4.2 path (3 x 1360 bytes) */
+	for (size_t off = 0; off < 8; off += 3) {
+		for (size_t len = 4070; len < 4100; len++)
+			ck_assert_uint_eq(ftr_crc32c(0, buf + off, len),
+					  crc32c_ref(0, buf + off, len));
+		for (size_t len = 8150; len < 8170; len++)
+			ck_assert_uint_eq(ftr_crc32c(0x5EED, buf + off, len),
+					  crc32c_ref(0x5EED, buf + off, len));
+	}
 	for (size_t cut = 0; cut <= PAGE; cut += 61) {
 		uint32_t c = ftr_crc32c(0, buf, cut);
 
