@@ -86,6 +86,16 @@ static bool page_ok(const char *base, uint32_t region, uint64_t page, uint64_t s
 	return memcmp(base + page * PS, want, PS) == 0;
 }
 
+/* Pages in [first, first+n) of base whose content is not region's. */
+static uint64_t bad_pages(const char *base, uint32_t region, uint64_t first, uint64_t n)
+{
+	uint64_t bad = 0;
+
+	for (uint64_t p = first; p < first + n; p++)
+		bad += !page_ok(base, region, p, SALT);
+	return bad;
+}
+
 static int make_uffd(uint64_t features)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
@@ -315,6 +325,18 @@ static const struct ftr_page_source_ops tsrc_ops = {
 	.cancel = tsrc_cancel,
 };
 
+static struct ftr_fs *start_server_o(const struct ftr_fs_opts *o)
+{
+	struct ftr_fs *fs;
+	char err[256];
+	int ret;
+
+	ret = ftr_fs_create(o, &fs, err, sizeof(err));
+	ck_assert_msg(ret == 0, "create: %s (%s)", strerror(-ret), err);
+	ck_assert_int_eq(ftr_fs_start(fs), 0);
+	return fs;
+}
+
 static struct ftr_fs *start_server(int uffd, enum ftr_fs_mode mode, char *base, size_t len,
 				   uint32_t id, struct tsrc *src, bool background,
 				   unsigned prefault)
@@ -323,14 +345,8 @@ static struct ftr_fs *start_server(int uffd, enum ftr_fs_mode mode, char *base, 
 	struct ftr_fs_opts o = { .uffd = uffd, .mode = mode, .page_size = PS, .regions = &reg,
 				 .nregions = 1, .ops = &tsrc_ops, .ctx = src,
 				 .background = background, .prefault_pages = prefault };
-	struct ftr_fs *fs;
-	char err[256];
-	int ret;
 
-	ret = ftr_fs_create(&o, &fs, err, sizeof(err));
-	ck_assert_msg(ret == 0, "create: %s (%s)", strerror(-ret), err);
-	ck_assert_int_eq(ftr_fs_start(fs), 0);
-	return fs;
+	return start_server_o(&o);
 }
 
 /* ---- toucher threads ----------------------------------------------------------------- */
@@ -378,6 +394,17 @@ static void run_touchers(struct toucher *t, unsigned n)
 		ck_assert_msg(t[i].bad == 0, "toucher %u: %" PRIu64 " bad pages, first %" PRIu64, i,
 			      t[i].bad, t[i].bad_page);
 	}
+}
+
+/* n touchers made like the given one, toucher i seeded like.seed + i * seed_step. */
+static void run_touchers_like(struct toucher *t, unsigned n, struct toucher like,
+			      unsigned seed_step)
+{
+	for (unsigned i = 0; i < n; i++) {
+		t[i] = like;
+		t[i].seed = like.seed + i * seed_step;
+	}
+	run_touchers(t, n);
 }
 
 /* ---- a faulting child process -------------------------------------------------------- */
@@ -532,10 +559,9 @@ START_TEST(test_missing_inproc)
 
 	tsrc_init(&src, SALT);
 	fs = start_server(uffd, FTR_FS_MISSING, base, len, 7, &src, false, 0);
-	for (unsigned i = 0; i < 4; i++)
-		t[i] = (struct toucher){ .base = base, .npages = npages, .count = 600,
-					 .region = 7, .salt = SALT, .seed = 100 + i, .seen = seen };
-	run_touchers(t, 4);
+	run_touchers_like(t, 4, (struct toucher){ .base = base, .npages = npages, .count = 600,
+						  .region = 7, .salt = SALT, .seed = 100,
+						  .seen = seen }, 1);
 	for (uint64_t p = 0; p < npages; p++)
 		distinct += seen[p];
 
@@ -577,13 +603,10 @@ START_TEST(test_missing_background)
 
 	tsrc_init(&src, SALT);
 	fs = start_server(uffd, FTR_FS_MISSING, base, len, 3, &src, true, 4);
-	for (unsigned i = 0; i < 2; i++)
-		t[i] = (struct toucher){ .base = base, .npages = npages, .count = 400,
-					 .region = 3, .salt = SALT, .seed = 7 + i };
-	run_touchers(t, 2);
+	run_touchers_like(t, 2, (struct toucher){ .base = base, .npages = npages, .count = 400,
+						  .region = 3, .salt = SALT, .seed = 7 }, 1);
 	ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
-	for (uint64_t p = 0; p < npages; p++)
-		bad += !page_ok(base, 3, p, SALT);
+	bad += bad_pages(base, 3, 0, npages);
 	ck_assert_uint_eq(bad, 0);
 
 	ftr_fs_get_stats(fs, &st);
@@ -621,9 +644,8 @@ START_TEST(test_background_waits_first_fault)
 	struct ftr_fs_stats st;
 	struct tsrc src;
 	struct ftr_fs *fs;
-	char err[256];
 	uint64_t bad = 0;
-	int uffd, ret;
+	int uffd;
 	char *base = setup_missing(len, 0, &uffd);
 	struct ftr_fs_opts o = { .uffd = uffd, .mode = FTR_FS_MISSING, .page_size = PS,
 				 .regions = &reg, .nregions = 1, .ops = &tsrc_ops, .ctx = &src,
@@ -631,9 +653,7 @@ START_TEST(test_background_waits_first_fault)
 
 	reg = (struct ftr_fs_region){ .addr = (uint64_t)(uintptr_t)base, .size = len, .id = 6 };
 	tsrc_init(&src, SALT);
-	ret = ftr_fs_create(&o, &fs, err, sizeof(err));
-	ck_assert_msg(ret == 0, "create: %s (%s)", strerror(-ret), err);
-	ck_assert_int_eq(ftr_fs_start(fs), 0);
+	fs = start_server_o(&o);
 	usleep(200000);
 	ftr_fs_get_stats(fs, &st);
 	ck_assert_uint_eq(st.pages_background, 0);
@@ -646,8 +666,7 @@ START_TEST(test_background_waits_first_fault)
 	ck_assert(st.done);
 	ck_assert_uint_eq(st.faults, 1);
 	ck_assert_uint_eq(st.pages_background, npages - st.pages_faulted);
-	for (uint64_t p = 0; p < npages; p++)
-		bad += !page_ok(base, 6, p, SALT);
+	bad += bad_pages(base, 6, 0, npages);
 	ck_assert_uint_eq(bad, 0);
 	ftr_fs_destroy(fs);
 
@@ -658,16 +677,13 @@ START_TEST(test_background_waits_first_fault)
 	reg.addr = (uint64_t)(uintptr_t)base;
 	o.uffd = uffd;
 	o.bg_grace_ms = 0;
-	ret = ftr_fs_create(&o, &fs, err, sizeof(err));
-	ck_assert_msg(ret == 0, "create: %s (%s)", strerror(-ret), err);
-	ck_assert_int_eq(ftr_fs_start(fs), 0);
+	fs = start_server_o(&o);
 	ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
 	ftr_fs_get_stats(fs, &st);
 	ck_assert_uint_eq(st.faults, 0);
 	ck_assert_uint_eq(st.pages_background, npages);
 	ftr_fs_destroy(fs);
-	for (uint64_t p = 0; p < npages; p++)
-		bad += !page_ok(base, 6, p, SALT);
+	bad += bad_pages(base, 6, 0, npages);
 	ck_assert_uint_eq(bad, 0);
 	close(uffd);
 	munmap(base, len);
@@ -1044,8 +1060,7 @@ START_TEST(test_event_remove)
 	if (background) {
 		ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
 	} else {
-		for (uint64_t p = 0; p < npages; p++)
-			bad += !page_ok(base, 9, p, SALT);
+		bad += bad_pages(base, 9, 0, npages);
 		ck_assert_uint_eq(bad, 0);
 	}
 	ck_assert_int_eq(wait_stats(fs, &st, 2000, cond_resident_eq, &npages), 0);
@@ -1062,8 +1077,7 @@ START_TEST(test_event_remove)
 	faults_before = st.faults;
 	if (background)
 		ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
-	for (uint64_t p = first; p < first + n; p++)
-		bad += !page_ok(base, 9, p, SALT);
+	bad += bad_pages(base, 9, first, n);
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_int_eq(wait_stats(fs, &st, 2000, cond_resident_eq, &npages), 0);
 	print_stats(background ? "event_remove(bg)" : "event_remove", &st);
@@ -1072,8 +1086,7 @@ START_TEST(test_event_remove)
 	if (!background)
 		ck_assert_uint_eq(st.faults, faults_before + n);	/* each refaulted once */
 	ck_assert_uint_eq(st.pages_resident, npages);
-	for (uint64_t p = 0; p < npages; p++)
-		bad += !page_ok(base, 9, p, SALT);
+	bad += bad_pages(base, 9, 0, npages);
 	ck_assert_uint_eq(bad, 0);
 
 	ftr_fs_destroy(fs);
@@ -1112,13 +1125,11 @@ START_TEST(test_eexist_race)
 	pthread_barrier_init(&bar, NULL, 2);
 	fs = start_server(uffd, FTR_FS_MISSING, base, len, 4, &src, true, 16);
 	/* both threads touch the same random pages at the same time */
-	for (unsigned i = 0; i < 2; i++)
-		t[i] = (struct toucher){ .base = base, .npages = npages, .count = 3000,
-					 .region = 4, .salt = SALT, .seed = 77, .bar = &bar };
-	run_touchers(t, 2);
+	run_touchers_like(t, 2, (struct toucher){ .base = base, .npages = npages, .count = 3000,
+						  .region = 4, .salt = SALT, .seed = 77,
+						  .bar = &bar }, 0);
 	ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
-	for (uint64_t p = 0; p < npages; p++)
-		bad += !page_ok(base, 4, p, SALT);
+	bad += bad_pages(base, 4, 0, npages);
 	ck_assert_uint_eq(bad, 0);
 	ftr_fs_get_stats(fs, &st);
 	print_stats("eexist_race", &st);
@@ -1155,10 +1166,8 @@ START_TEST(test_source_installed)
 	src.self_base = base;
 	/* faults only first: every fault is its own read of one page */
 	fs = start_server(uffd, FTR_FS_MISSING, base, len, 5, &src, false, 0);
-	for (unsigned i = 0; i < 2; i++)
-		t[i] = (struct toucher){ .base = base, .npages = npages, .count = 400,
-					 .region = 5, .salt = SALT, .seed = 31 + i };
-	run_touchers(t, 2);
+	run_touchers_like(t, 2, (struct toucher){ .base = base, .npages = npages, .count = 400,
+						  .region = 5, .salt = SALT, .seed = 31 }, 1);
 	for (unsigned i = 0; i < 2; i++)
 		ck_assert_uint_eq(t[i].bad, 0);
 	ftr_fs_get_stats(fs, &st);
@@ -1181,8 +1190,7 @@ START_TEST(test_source_installed)
 	ck_assert_uint_eq(st.pages_resident, npages);
 	ck_assert_uint_gt(st.src_installed, 0);	/* chunks starting on an even page */
 	ck_assert_uint_eq(st.pages_background + st.src_installed, npages);
-	for (uint64_t p = 0; p < npages; p++)
-		bad += !page_ok(base, 5, p, SALT);
+	bad += bad_pages(base, 5, 0, npages);
 	ck_assert_uint_eq(bad, 0);
 	ftr_fs_destroy(fs);
 	close(uffd);
@@ -1292,8 +1300,7 @@ START_TEST(test_remap_unmap)
 	ck_assert_int_eq(munmap(moved + half, half), 0);
 
 	ck_assert_int_eq(ftr_fs_wait_resident(fs, 60000), 0);
-	for (uint64_t p = 0; p < half / PS; p++)
-		bad += !page_ok(moved, 8, p, SALT);
+	bad += bad_pages(moved, 8, 0, half / PS);
 	ck_assert_uint_eq(bad, 0);
 	ftr_fs_get_stats(fs, &st);
 	print_stats(events ? "remap_unmap" : "unmap_no_event", &st);

@@ -895,7 +895,6 @@ static bool fs_serve_run(struct ftr_fs *fs, struct fs_run *r)
 {
 	const struct fs_seg s = fs->segs[r->segi];
 	uint64_t addr = fs_seg_addr(fs, &s, r->g), done = 0, eexist = 0, now;
-	uint64_t src_inst = 0;
 	enum fs_verdict v = FS_V_FATAL;
 	bool again = false;
 	int err = 0, rc;
@@ -910,7 +909,6 @@ static bool fs_serve_run(struct ftr_fs *fs, struct fs_run *r)
 		now = fs->ops->installed_ns ? fs->ops->installed_ns(fs->ctx) : 0;
 		if (!now)
 			now = ftr_now_ns();
-		src_inst = r->n;
 	} else if (rc == 0) {
 		/* The faulted pages first, so their threads wake before the
 		 * prefault tail is installed: one more ioctl, less latency. */
@@ -936,9 +934,9 @@ static bool fs_serve_run(struct ftr_fs *fs, struct fs_run *r)
 	}
 
 	pthread_mutex_lock(&fs->lock);
-	if (src_inst) {
+	if (rc == FTR_FS_SRC_INSTALLED) {
 		fs_mark_resident(fs, r->g, done);
-		fs->st.src_installed += src_inst;
+		fs->st.src_installed += done;
 	} else if (done) {
 		uint64_t faulted_done = 0, prev = UINT64_MAX;
 
@@ -1325,6 +1323,18 @@ static bool fs_bg_pick(struct ftr_fs *fs, struct fs_bg *b, uint64_t *g, uint64_t
 	return false;
 }
 
+/* The background thread's wait on fs->cv, at most ns; the fault thread
+ * broadcasts at the end of each of its rounds while bg_waiting is set.
+ * Under lock. */
+static void fs_bg_wait(struct ftr_fs *fs, uint64_t ns)
+{
+	struct timespec ts = fs_deadline_ns(ns);
+
+	fs->bg_waiting = true;
+	pthread_cond_timedwait(&fs->cv, &fs->lock, &ts);
+	fs->bg_waiting = false;
+}
+
 /* Waits (bounded) while the fault thread has work. Called without lock. */
 static bool fs_bg_yield(struct ftr_fs *fs)
 {
@@ -1336,8 +1346,6 @@ static bool fs_bg_yield(struct ftr_fs *fs)
 	pthread_mutex_lock(&fs->lock);
 	fs->bg_chunk = fs->bg_min;
 	while (!fs->stopping && ftr_now_ns() < until) {
-		struct timespec ts = fs_deadline_ns(200000);
-
 		if (!atomic_load(&fs->fault_busy)) {
 			bool readable;
 
@@ -1347,9 +1355,7 @@ static bool fs_bg_yield(struct ftr_fs *fs)
 			if (!readable)
 				break;
 		}
-		fs->bg_waiting = true;
-		pthread_cond_timedwait(&fs->cv, &fs->lock, &ts);
-		fs->bg_waiting = false;
+		fs_bg_wait(fs, 200000);
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return true;
@@ -1363,13 +1369,8 @@ static void fs_bg_wait_events(struct ftr_fs *fs)
 	if (!(seq & 1))
 		return;
 	pthread_mutex_lock(&fs->lock);
-	while (!fs->stopping && atomic_load(&fs->loop_seq) == seq && ftr_now_ns() < until) {
-		struct timespec ts = fs_deadline_ns(1000000);
-
-		fs->bg_waiting = true;
-		pthread_cond_timedwait(&fs->cv, &fs->lock, &ts);
-		fs->bg_waiting = false;
-	}
+	while (!fs->stopping && atomic_load(&fs->loop_seq) == seq && ftr_now_ns() < until)
+		fs_bg_wait(fs, 1000000);
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -1484,6 +1485,7 @@ static void *fs_bg_main(void *arg)
 	struct ftr_fs *fs = arg;
 	struct fs_bg b = { .pivot = UINT64_MAX, .retry_g = UINT64_MAX, .enoent_g = UINT64_MAX,
 			   .gone_next = UINT64_MAX };
+	uint64_t grace_end;
 
 	/* Faults first: on a busy machine the fill must not take the CPU
 	 * from the fault thread or from the resumed workload. */
@@ -1496,18 +1498,10 @@ static void *fs_bg_main(void *arg)
 	 * thread keeps a CPU for its whole slice once running, ~1 ms here).
 	 * So the fill waits until the first fault is served (its page is
 	 * then the pivot) or the grace (bg_grace_ms) has passed. */
-	{
-		uint64_t until = ftr_now_ns() + fs->bg_grace_ns;
-
-		while (!fs->stopping && (!fs->st.faults || atomic_load(&fs->fault_busy)) &&
-		       ftr_now_ns() < until) {
-			struct timespec ts = fs_deadline_ns(1000000);
-
-			fs->bg_waiting = true;
-			pthread_cond_timedwait(&fs->cv, &fs->lock, &ts);
-			fs->bg_waiting = false;
-		}
-	}
+	grace_end = ftr_now_ns() + fs->bg_grace_ns;
+	while (!fs->stopping && (!fs->st.faults || atomic_load(&fs->fault_busy)) &&
+	       ftr_now_ns() < grace_end)
+		fs_bg_wait(fs, 1000000);
 	fs->bg_start_ns = ftr_now_ns();
 	while (!fs->stopping) {
 		uint64_t g, n, p;

@@ -214,7 +214,7 @@ struct ftr_fs_stats {
 	uint64_t pages_gone;		/* dropped by UNMAP (or unregistered) */
 	uint64_t pages_total;		/* sum of the region sizes / page_size */
 	uint64_t eexist;		/* pages already there at install (benign) */
-	uint64_t src_installed;		/* faulted pages the source had installed itself */
+	uint64_t src_installed;		/* pages (faulted or pushed) the source had installed itself */
 	uint64_t eagain_retries;	/* source or ioctl EAGAIN, retried */
 	uint64_t stray_faults;		/* faults on ranges no longer ours: woken */
 	uint64_t events_remove, events_unmap, events_remap, events_fork;
