@@ -3,11 +3,13 @@
  * The small helpers of src/common/util.c (and the CRC32C they sit next
  * to): size and number parsing exactly as ftrepl.h documents it, size
  * formatting, ADDR:PORT splitting, CRC32C against the published check
- * value and a bitwise reference, fill-page detection, and the I/O loops.
+ * value and a bitwise reference, fill-page detection, the I/O loops, and
+ * thread naming (formatted, cut to the kernel's 15 characters).
  */
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -465,6 +467,34 @@ START_TEST(test_deadline)
 }
 END_TEST
 
+static void *named_main(void *arg)
+{
+	char *out = arg;
+
+	ftr_thread_name("ftr-test-%d", 1234567890);
+	if (pthread_getname_np(pthread_self(), out, 16))
+		out[0] = 0;
+	return NULL;
+}
+
+START_TEST(test_thread_name)
+{
+	char name[16] = "unset", comm[64] = "";
+	pthread_t th;
+	FILE *f;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, named_main, name), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_str_eq(name, "ftr-test-123456");	/* 15 characters */
+	/* and the calling thread's own name is untouched */
+	f = fopen("/proc/thread-self/comm", "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(comm, sizeof(comm), f));
+	fclose(f);
+	ck_assert_ptr_null(strstr(comm, "ftr-test"));
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *su = suite_create("util");
@@ -496,6 +526,7 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_strlcpy);
 	tcase_add_test(tc, test_read_write_all);
 	tcase_add_test(tc, test_deadline);
+	tcase_add_test(tc, test_thread_name);
 	suite_add_tcase(su, tc);
 	return su;
 }

@@ -376,6 +376,8 @@ static void handle_line(const char *line)
 
 static void *client_main(void *arg)
 {
+	ftr_thread_name("ftr-client");
+
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = cl.sock, .events = POLLIN },

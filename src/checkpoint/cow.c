@@ -162,6 +162,8 @@ static void *handler_main(void *arg)
 	struct ftr_cow *c = arg;
 	struct uffd_msg msgs[32];
 
+	ftr_thread_name("ftr-cow");
+
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = c->uffd, .events = POLLIN },

@@ -849,6 +849,8 @@ static void *conn_main(void *arg)
 	struct ftr_wire_error werr;
 	int ret;
 
+	ftr_thread_name("ftr-md-conn");
+
 	c->head = malloc(MIG_HEAD_CAP);
 	c->rec = malloc(sizeof(*c->rec));
 	if (!c->head || !c->rec)
@@ -935,6 +937,8 @@ static void reap_conns(struct ftr_migrate_dst *d, bool all)
 static void *listener_main(void *arg)
 {
 	struct ftr_migrate_dst *d = arg;
+
+	ftr_thread_name("ftr-md-listen");
 
 	while (!atomic_load(&d->stopping)) {
 		struct ftr_chan *ch;

@@ -248,6 +248,8 @@ static void *installer_main(void *arg)
 	struct ftr_migrate_dst *d = arg;
 	const struct mig_layout *l = &d->lay;
 
+	ftr_thread_name("ftr-md-install");
+
 	for (uint32_t r = 0; r < l->nregions; r++) {
 		uint64_t p = 0;
 
@@ -644,6 +646,8 @@ static void *synth_main(void *arg)
 	struct ftr_synth_spec spec;
 	struct ftr_synth_gen g;
 	int ret;
+
+	ftr_thread_name("ftr-md-synth");
 
 	/* Reading the control page is the first fault of the migrated image. */
 	ret = ftr_synth_spec_from_image(base, d->lay.size[0], &spec, &k);

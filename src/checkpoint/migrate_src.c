@@ -247,6 +247,8 @@ static void *ctl_main(void *arg)
 	uint64_t inc, last_hb = 0;
 	struct ftr_chan *c;
 
+	ftr_thread_name("ftr-ms-ctl");
+
 	pthread_mutex_lock(&s->lock);
 	inc = s->inc;
 	c = s->ctl;
@@ -563,6 +565,8 @@ static void *urg_main(void *arg)
 	struct ftr_chan *c;
 	uint64_t inc, bytes0;
 
+	ftr_thread_name("ftr-ms-urgent");
+
 	pthread_mutex_lock(&s->lock);
 	inc = s->inc;
 	c = s->urg;
@@ -707,6 +711,8 @@ static void *tx_main(void *arg)
 	struct ftr_migrate_src *s = t->src;
 	struct ftr_chan *c;
 	uint64_t inc;
+
+	ftr_thread_name("ftr-ms-tx%u", t->idx);
 
 	pthread_mutex_lock(&s->lock);
 	inc = s->inc;

@@ -237,6 +237,8 @@ static void *reader_main(void *arg)
 	struct ftr_rec *rec = malloc(sizeof(*rec));
 	uint64_t last_hb = 0;
 
+	ftr_thread_name("ftr-pri-reader");
+
 	if (!head || !rec) {
 		pr_fail(p, "out of memory in the control reader");
 		goto out;

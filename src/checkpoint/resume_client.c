@@ -190,6 +190,8 @@ static void *monitor_main(void *arg)
 {
 	struct rc_state *s = arg;
 
+	ftr_thread_name("ftr-rc-monitor");
+
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = s->sock, .events = POLLRDHUP },

@@ -632,6 +632,8 @@ static void *conn_main(void *arg)
 	char *buf = malloc(RS_MAX_MSG);
 	bool first = true;
 
+	ftr_thread_name("ftr-rs-conn");
+
 	while (buf) {
 		int fd;
 		ssize_t n = read_msg(c, buf, RS_MAX_MSG, first ? RS_FIRST_MSG_MS : -1, &fd);
@@ -724,6 +726,8 @@ static void reap(struct ftr_resume_server *srv, bool all)
 static void *accept_main(void *arg)
 {
 	struct ftr_resume_server *srv = arg;
+
+	ftr_thread_name("ftr-rs-accept");
 
 	for (;;) {
 		struct pollfd pfd[2] = {

@@ -472,6 +472,8 @@ static void *applier_main(void *arg)
 {
 	struct ftr_standby *sb = arg;
 
+	ftr_thread_name("ftr-sb-apply");
+
 	while (!atomic_load(&sb->stop)) {
 		bool did = false;
 
@@ -1630,6 +1632,8 @@ static void *conn_main(void *arg)
 	ssize_t n;
 	int ret;
 
+	ftr_thread_name("ftr-sb-conn");
+
 	if (handshake(c))
 		goto out;
 	if (c->channel > FTR_CHAN_CONTROL) {
@@ -1726,6 +1730,8 @@ static void *listener_main(void *arg)
 {
 	struct ftr_standby *sb = arg;
 
+	ftr_thread_name("ftr-sb-listen");
+
 	while (!atomic_load(&sb->stop)) {
 		struct ftr_chan *chan;
 		struct sb_conn *c;
@@ -1780,6 +1786,8 @@ static void *monitor_main(void *arg)
 	struct ftr_standby *sb = arg;
 	uint64_t last_hb = 0;
 	int tick = FTR_MIN(sb->o.heartbeat_ms, 50);
+
+	ftr_thread_name("ftr-sb-monitor");
 
 	while (!atomic_load(&sb->stop)) {
 		struct sb_conn *ctl = NULL;

@@ -105,6 +105,8 @@ static void *writer_main(void *arg)
 	struct synth_wl *s = arg;
 	uint64_t rate = s->gen.spec.rate, t0 = ftr_now_ns(), done = 0;
 
+	ftr_thread_name("ftr-synth");
+
 	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
 		uint64_t p;
 

@@ -452,6 +452,8 @@ static void *reader_main(void *arg)
 {
 	struct attach_wl *a = arg;
 
+	ftr_thread_name("ftr-wa-reader");
+
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = a->sock, .events = POLLIN },
@@ -585,6 +587,8 @@ static uint64_t count_payload_pages(struct attach_wl *a, uint64_t **maps)
 static void *monitor_main(void *arg)
 {
 	struct attach_wl *a = arg;
+
+	ftr_thread_name("ftr-wa-monitor");
 
 	for (;;) {
 		struct pollfd p = { .fd = a->stop_fd, .events = POLLIN };

@@ -80,6 +80,11 @@ int ftr_cond_init_monotonic(pthread_cond_t *cv);
  * fill while faults are served). Best effort. */
 void ftr_thread_background(void);
 
+/* Names the calling thread (printf format, cut to the kernel's 15
+ * characters) for ps -L, top -H and perf: every ftrepl thread is named
+ * "ftr-<part>-<role>". */
+void ftr_thread_name(const char *fmt, ...) FTR_PRINTF(1, 2);
+
 /* ---- bitmaps (one bit per page, LSB first, 64-bit words) ---------------- */
 static inline bool ftr_bit_test(const uint64_t *map, uint64_t bit)
 {

@@ -458,6 +458,8 @@ static void *server_thread(void *arg)
 	nfds_t n;
 	int timeout, ret;
 
+	ftr_thread_name("ftr-ctl");
+
 	for (;;) {
 		timeout = next_timeout(srv);
 		pfd[0] = (struct pollfd){ .fd = srv->stopfd, .events = POLLIN };

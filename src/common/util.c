@@ -2,6 +2,7 @@
 /* Small shared helpers: size and number parsing, I/O loops, clocks. */
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -229,6 +230,17 @@ void ftr_thread_background(void)
 	/* Linux: PRIO_PROCESS with a thread id sets that thread's nice. */
 	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
 		pr_debug("lowering a background thread's priority: %s", strerror(errno));
+}
+
+void ftr_thread_name(const char *fmt, ...)
+{
+	char name[16];	/* the kernel's limit, NUL included */
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof(name), fmt, ap);
+	va_end(ap);
+	pthread_setname_np(pthread_self(), name);
 }
 
 int ftr_cond_init_monotonic(pthread_cond_t *cv)

@@ -186,6 +186,8 @@ static void *resume_synth_main(void *arg)
 	uint64_t k0;
 	int ret;
 
+	prog_thread_name("ftr-rx-synth");
+
 	synth_set(rx, "running", "connecting to %s", rx->resume_sock);
 	ret = ftr_resume_connect(rx->resume_sock, &ro, &r, err, sizeof(err));
 	if (ret) {
@@ -291,6 +293,8 @@ static void on_promotion(struct rx *rx)
 static void *promo_main(void *arg)
 {
 	struct rx *rx = arg;
+
+	prog_thread_name("ftr-rx-promo");
 
 	while (!atomic_load(&rx->synth_stop)) {
 		int st = ftr_standby_wait_state(rx->sb, (1u << FTR_STATE_PROMOTED) |

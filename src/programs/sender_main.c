@@ -205,6 +205,8 @@ static void *engine_main(void *arg)
 {
 	struct sender *s = arg;
 
+	prog_thread_name("ftr-engine");
+
 	s->ret = ftr_primary_run(s->p);
 	atomic_store(&s->done, true);
 	return NULL;
@@ -243,6 +245,8 @@ struct mig_run {
 static void *mig_engine(void *arg)
 {
 	struct mig_run *m = arg;
+
+	prog_thread_name("ftr-mig-engine");
 
 	m->ret = ftr_migrate_src_run(m->src);
 	atomic_store(&m->done, true);

@@ -1223,6 +1223,8 @@ static void *fs_fault_main(void *arg)
 	};
 	nfds_t nfds = fs->pidfd >= 0 ? 3 : 2;
 
+	ftr_thread_name("ftr-fs-fault");
+
 	while (!atomic_load(&fs->stop_flag)) {
 		int64_t wait = fs_poll_wait_ns(fs);
 		struct timespec ts;
@@ -1486,6 +1488,8 @@ static void *fs_bg_main(void *arg)
 	struct fs_bg b = { .pivot = UINT64_MAX, .retry_g = UINT64_MAX, .enoent_g = UINT64_MAX,
 			   .gone_next = UINT64_MAX };
 	uint64_t grace_end;
+
+	ftr_thread_name("ftr-fs-bg");
 
 	/* Faults first: on a busy machine the fill must not take the CPU
 	 * from the fault thread or from the resumed workload. */

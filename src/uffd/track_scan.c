@@ -143,6 +143,8 @@ static void *scan_worker(void *arg)
 	struct scan_track *s = j->s;
 	unsigned r = 0;
 
+	ftr_thread_name("ftr-scan");
+
 	for (;;) {
 		uint64_t c = atomic_fetch_add(&j->next, 1), first;
 

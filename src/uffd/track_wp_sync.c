@@ -161,6 +161,8 @@ static void *wps_main(void *arg)
 	struct uffd_msg msgs[WPS_BATCH];
 	int fatal = 0;
 
+	ftr_thread_name("ftr-wps");
+
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = w->uffd, .events = POLLIN },
