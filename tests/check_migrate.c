@@ -15,6 +15,11 @@
  *   hybrid_continue     rounds that cannot converge, then postcopy (3 data
  *                       channels, prefault window both ways, anonymous memory)
  *   hybrid_converge     hybrid that converges: no postcopy left
+ *   discard_after       anonymous hybrid, then every page discarded
+ *                       (MADV_DONTNEED) and read again: the switch's content
+ *                       (pages final at the switch, kept in the receive buffer)
+ *                       or zeros (pages that came after it), never an older
+ *                       precopy copy
  *   explicit_switch     ftr_migrate_src_switch() during a long precopy
  *   no_converge         precopy only, a workload faster than the link can take:
  *                       fails naming dirty rate and bandwidth; the workload keeps
@@ -43,6 +48,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -458,6 +464,48 @@ START_TEST(hybrid_continue)
 }
 END_TEST
 
+START_TEST(discard_after)
+{
+	struct mcase mc = { .mode = FTR_MIG_HYBRID, .rounds = 2, .mem = FTR_MIG_MEM_ANON,
+			    .size = 16 * MIB, .rate = 20000, .pre_writes = 6000,
+			    .precopy_bw = 40 * MIB };
+	uint64_t npages = mc.size / FTR_SYNTH_PAGE, kept = 0, zeroed = 0, bad = 0;
+	struct ftr_migrate_image img;
+	uint8_t *before = malloc(FTR_SYNTH_PAGE), *zero = calloc(1, FTR_SYNTH_PAGE);
+	struct run r;
+
+	ck_assert_ptr_nonnull(before);
+	ck_assert_ptr_nonnull(zero);
+	run_start(&r, &mc, 0);
+	run_join(&r);
+	check_result(&r, &mc);
+	ck_assert_uint_gt(r.sst.precopy_pages, 0);
+	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, 0);
+	ck_assert_int_eq(ftr_migrate_dst_image(r.dst, &img), 0);
+	for (uint64_t p = 0; p < npages; p++) {
+		uint8_t *pg = (uint8_t *)img.regions[0].base + p * FTR_SYNTH_PAGE;
+
+		memcpy(before, pg, FTR_SYNTH_PAGE);
+		ck_assert_int_eq(madvise(pg, FTR_SYNTH_PAGE, MADV_DONTNEED), 0);
+		if (!memcmp(pg, before, FTR_SYNTH_PAGE))	/* faults: served again */
+			kept++;
+		else if (!memcmp(pg, zero, FTR_SYNTH_PAGE))
+			zeroed++;
+		else if (!bad++)
+			fprintf(stderr, "page %" PRIu64 ": neither its content nor zeros\n", p);
+	}
+	fprintf(stderr, "discard_after: %" PRIu64 " pages served again, %" PRIu64 " zeros "
+		"(%" PRIu64 " pushed or requested after the switch)\n", kept, zeroed,
+		r.sst.pushed_pages + r.sst.requested_pages);
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_uint_gt(zeroed, 0);
+	ck_assert_uint_gt(kept, 0);
+	free(before);
+	free(zero);
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(hybrid_converge)
 {
 	struct mcase mc = { .mode = FTR_MIG_HYBRID, .channels = 2, .size = 16 * MIB, .rate = 1000,
@@ -704,6 +752,7 @@ static Suite *migrate_suite(void)
 	tcase_add_test(tc, postcopy_continue);
 	tcase_add_test(tc, hybrid_continue);
 	tcase_add_test(tc, hybrid_converge);
+	tcase_add_test(tc, discard_after);
 	tcase_add_test(tc, explicit_switch);
 	tcase_add_test(tc, no_converge);
 	tcase_add_test(tc, no_background);

@@ -261,7 +261,13 @@ enum ftr_migrate_mem {
 	 * MISSING|MINOR; a page is mapped (UFFDIO_CONTINUE) once it arrived. */
 	FTR_MIG_MEM_MEMFD = 0,
 	/* The workload's memory is anonymous, registered MISSING; pages are
-	 * copied in (UFFDIO_COPY) from a receive buffer once they arrived. */
+	 * copied in (UFFDIO_COPY) once they arrived: from a receive buffer
+	 * of the image's size if they came before the switch, from the
+	 * receiving connection's bounce buffer if after it. A page the
+	 * workload discards (MADV_DONTNEED) after it was installed is
+	 * installed again when next touched: from the receive buffer, or as
+	 * zeros (anonymous memory's own semantics) if it came after the
+	 * switch and so was only ever in the workload's memory. */
 	FTR_MIG_MEM_ANON = 1,
 };
 

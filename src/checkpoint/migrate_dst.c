@@ -242,11 +242,12 @@ static int session_begin_locked(struct ftr_migrate_dst *d, const struct ftr_hell
 	d->seen = mig_bitmap_alloc(&d->lay);
 	d->need = mig_bitmap_alloc(&d->lay);
 	d->installed = mig_bitmap_alloc(&d->lay);
+	d->bounced = mig_bitmap_alloc(&d->lay);
 	d->requested = mig_bitmap_alloc(&d->lay);
 	d->blob = malloc(FTR_WIRE_MAX_BLOB);
 	d->req_rec = calloc(1, sizeof(*d->req_rec));
-	if (!d->pstate || !d->seen || !d->need || !d->installed || !d->requested || !d->blob ||
-	    !d->req_rec) {
+	if (!d->pstate || !d->seen || !d->need || !d->installed || !d->bounced || !d->requested ||
+	    !d->blob || !d->req_rec) {
 		*code = FTR_WERR_INTERNAL;
 		snprintf(msg, mlen, "out of memory for the page maps");
 		return -ENOMEM;
@@ -1207,6 +1208,7 @@ void ftr_migrate_dst_destroy(struct ftr_migrate_dst *d)
 	free(d->seen);
 	free(d->need);
 	free(d->installed);
+	free(d->bounced);
 	free(d->requested);
 	free(d->blob);
 	free(d->req_rec);

@@ -12,9 +12,12 @@
  *   MD_RECV   a receiver claimed it and is placing a copy (CAS from NEED:
  *             one receiver per page; a connection that breaks mid-record
  *             puts its claims back to NEED);
- *   MD_FINAL  the final content is in the store. Never written again: later
- *             copies go to a scratch buffer and are dropped.
- * Only a FINAL page is ever installed into the workload's memory.
+ *   MD_FINAL  the final content is in place: in the store, or (ANON mode,
+ *             received after the switch) already installed straight from
+ *             the receiver's bounce buffer ("bounced": the store never
+ *             holds it, and the page turns FINAL only after that install).
+ *             Never written again: later copies are dropped.
+ * Only a FINAL page is ever installed from the store.
  */
 #ifndef FTR_MIGRATE_DST_H
 #define FTR_MIGRATE_DST_H
@@ -44,7 +47,8 @@ struct md_conn {
 	struct md_conn *next;
 	uint8_t *head;
 	struct ftr_rec *rec;
-	uint8_t *scratch;	/* where dropped copies go (batch of pages, lazily) */
+	uint8_t *scratch;	/* a record's pages after the switch (ANON: installed
+				 * from here) and dropped copies; lazily */
 };
 
 struct ftr_migrate_dst {
@@ -106,6 +110,7 @@ struct ftr_migrate_dst {
 	uint64_t *seen;			/* precopy: arrived at least once */
 	uint64_t *need;			/* the switch bitmap */
 	uint64_t *installed;
+	uint64_t *bounced;		/* installed from a bounce buffer, not in the store */
 	uint64_t *requested;		/* asked for on this incarnation (req_lock) */
 	atomic_bool switched;		/* pstate in force */
 	_Atomic uint64_t n_need, n_installed;

@@ -8,7 +8,11 @@
  *     its final content is in the page cache; MISSING catches pages that
  *     were never written, which MINOR alone would let the kernel fill with
  *     zeros), or an anonymous mapping registered MISSING (ANON mode: pages
- *     are copied in from the store with UFFDIO_COPY);
+ *     are copied in from the store with UFFDIO_COPY). In ANON mode a page
+ *     that arrives after the switch skips the store: it is received into
+ *     the connection's bounce buffer (a batch of pages, reused) and copied
+ *     into the workload's memory from there, which saves a first touch of
+ *     a store page (a page fault and a page clear) per page;
  *   - installs: after the switch a receiver installs the pages it just
  *     finalized; the installer thread installs the pages that were final at
  *     the switch; the fault server installs a faulted page itself once the
@@ -179,13 +183,14 @@ static void note_install(struct ftr_migrate_dst *d, uint64_t g, uint64_t n)
  * decided here: EEXIST (the page is there already: another path won; wake
  * its waiters, go on), a short count (go on after it), EAGAIN (the address
  * space is changing: retry), ENOENT (not registered any more: nothing to
- * install). Anything else fails the destination.
+ * install). Anything else fails the destination. The content is taken
+ * from src (n pages; the store's copy unless the caller bounced them).
  */
-static void md_install(struct ftr_migrate_dst *d, uint32_t r, uint64_t page, uint64_t n)
+static void md_install_from(struct ftr_migrate_dst *d, uint32_t r, uint64_t page, uint64_t n,
+			    const uint8_t *src)
 {
 	const uint64_t ps = d->lay.page_size;
 	uint64_t addr = (uint64_t)(uintptr_t)d->wmem + page_off(d, r, page);
-	const uint8_t *src = d->store + page_off(d, r, page);
 	uint64_t off = 0;
 	unsigned retries = 0;
 
@@ -241,6 +246,11 @@ static void md_install(struct ftr_migrate_dst *d, uint32_t r, uint64_t page, uin
 	note_install(d, d->lay.g0[r] + page, n);
 }
 
+static void md_install(struct ftr_migrate_dst *d, uint32_t r, uint64_t page, uint64_t n)
+{
+	md_install_from(d, r, page, n, d->store + page_off(d, r, page));
+}
+
 /* Installs the pages that were final at the switch (those received later
  * are installed by their receivers). */
 static void *installer_main(void *arg)
@@ -271,9 +281,11 @@ static void *installer_main(void *arg)
 	return NULL;
 }
 
-/* Installs the pages just finalized, in runs of consecutive page numbers. */
+/* Installs the pages a record just brought, in runs of consecutive page
+ * numbers: from the store, or when bounce is set from slot i of it (the
+ * record's i-th page). */
 static void install_list(struct ftr_migrate_dst *d, uint32_t r, const uint64_t *pages,
-			 const bool *mine, uint32_t count)
+			 const bool *mine, uint32_t count, const uint8_t *bounce)
 {
 	uint32_t i = 0;
 
@@ -287,7 +299,11 @@ static void install_list(struct ftr_migrate_dst *d, uint32_t r, const uint64_t *
 		while (j < count && mine[j] && pages[j] == pages[j - 1] + 1 &&
 		       j - i < MD_INSTALL_RUN)
 			j++;
-		md_install(d, r, pages[i], j - i);
+		if (bounce)
+			md_install_from(d, r, pages[i], j - i,
+					bounce + (uint64_t)i * d->lay.page_size);
+		else
+			md_install(d, r, pages[i], j - i);
 		i = j;
 	}
 }
@@ -323,6 +339,9 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 	struct ftr_migrate_dst *d = conn->dst;
 	const uint64_t ps = d->lay.page_size;
 	bool switched = atomic_load(&d->switched);
+	/* after the switch an anonymous destination installs from the bounce
+	 * buffer (scratch); the store is only read for pages final before */
+	bool bounce = switched && d->o.mem == FTR_MIG_MEM_ANON;
 	bool is_pages = rec->hdr.type == FTR_REC_PAGES;
 	uint32_t r = is_pages ? rec->u.pages.region : rec->u.zero.region;
 	uint32_t count = is_pages ? rec->u.pages.count : rec->u.zero.count;
@@ -350,11 +369,12 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 
 		pages[i] = page;
 		mine[i] = !switched || pstate_claim(d, g);
-		if (mine[i]) {
+		if (mine[i] && !bounce) {
 			iov[i].iov_base = d->store + page_off(d, r, page);
-		} else if (is_pages) {
-			/* A copy of a page already here: read it into scratch
-			 * (its own slot, so that the data CRC still checks). */
+		} else if (is_pages || mine[i]) {
+			/* Bounced, or a copy of a page already here (read and
+			 * dropped): its own slot of scratch, so that the data
+			 * CRC still checks. */
 			if ((ret = ensure_scratch(conn))) {
 				snprintf(msg, mlen, "out of memory for a scratch buffer");
 				claimed = i + 1;
@@ -379,12 +399,19 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 			if (mine[i])
 				memset(iov[i].iov_base, rec->u.zero.ent[i].fill, ps);
 	}
+	/* Bounced pages are installed before they turn FINAL: nothing reads
+	 * the store for them (the installer and the fault server only take
+	 * FINAL pages from it, and find these installed). */
+	if (bounce)
+		install_list(d, r, pages, mine, count, conn->scratch);
 	for (uint32_t i = 0; i < count; i++) {
 		uint64_t g = d->lay.g0[r] + pages[i];
 
 		if (!switched) {
 			mig_bit_set_atomic(d->seen, g);
 		} else if (mine[i]) {
+			if (bounce)
+				mig_bit_set_atomic(d->bounced, g);
 			pstate_set(d, g, MD_FINAL);
 			kept++;
 		}
@@ -396,7 +423,8 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 		atomic_fetch_add(&d->dup_pages, count - kept);
 		/* Install first: that ioctl wakes the faulting threads; the
 		 * fault server, woken after, finds its pages in place. */
-		install_list(d, r, pages, mine, count);
+		if (!bounce)
+			install_list(d, r, pages, mine, count, NULL);
 		md_wake_waiters(d);
 	} else {
 		atomic_fetch_add(&d->pages_received, count);
@@ -544,7 +572,20 @@ static int src_read(void *ctx, uint32_t region, uint64_t first, uint32_t npages,
 
 	if (ret)
 		return ret;	/* incl. FTR_FS_SRC_INSTALLED: nothing to copy */
-	memcpy(dst, d->store + page_off(d, region, first), (size_t)npages * d->lay.page_size);
+	for (uint32_t i = 0; i < npages; i++) {
+		uint64_t ps = d->lay.page_size;
+		uint8_t *to = (uint8_t *)dst + (uint64_t)i * ps;
+
+		/* A bounced page faulting again was either installed while
+		 * this fault waited (the server's copy then finds it present)
+		 * or discarded by the workload since (MADV_DONTNEED): zeros,
+		 * as for any anonymous page, since only the workload's memory
+		 * ever held its content. */
+		if (mig_bit_test_atomic(d->bounced, d->lay.g0[region] + first + i))
+			memset(to, 0, ps);
+		else
+			memcpy(to, d->store + page_off(d, region, first + i), ps);
+	}
 	mark_installed(d, d->lay.g0[region] + first, npages);	/* the server installs it now */
 	return 0;
 }
