@@ -14,6 +14,9 @@
  *                       continuation did not write equals the source's final page
  *   hybrid_continue     rounds that cannot converge, then postcopy (3 data
  *                       channels, prefault window both ways, anonymous memory)
+ *   hybrid_cut          hybrid without a round count, a workload far faster than
+ *                       the link: the first round is cut early (well before it
+ *                       sent the image) and postcopy completes
  *   hybrid_converge     hybrid that converges: no postcopy left
  *   discard_after       anonymous hybrid, then every page discarded
  *                       (MADV_DONTNEED) and read again: the switch's content
@@ -464,6 +467,25 @@ START_TEST(hybrid_continue)
 }
 END_TEST
 
+START_TEST(hybrid_cut)
+{
+	struct mcase mc = { .mode = FTR_MIG_HYBRID, .mem = FTR_MIG_MEM_ANON, .size = 32 * MIB,
+			    .rate = 0, .pre_writes = 10000, .precopy_bw = 10 * MIB };
+	uint64_t npages = mc.size / FTR_SYNTH_PAGE;
+	struct run r;
+
+	run_start(&r, &mc, 0);
+	run_join(&r);
+	check_result(&r, &mc);
+	print_status("hybrid-cut", &r.sst);
+	ck_assert_uint_eq(r.sst.round, 1);
+	/* the whole round would take 3.2 s at 10 MiB/s */
+	ck_assert_uint_lt(r.sst.precopy_pages, npages / 2);
+	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, npages / 2);
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(discard_after)
 {
 	struct mcase mc = { .mode = FTR_MIG_HYBRID, .rounds = 2, .mem = FTR_MIG_MEM_ANON,
@@ -752,6 +774,7 @@ static Suite *migrate_suite(void)
 	tcase_add_test(tc, postcopy_continue);
 	tcase_add_test(tc, hybrid_continue);
 	tcase_add_test(tc, hybrid_converge);
+	tcase_add_test(tc, hybrid_cut);
 	tcase_add_test(tc, discard_after);
 	tcase_add_test(tc, explicit_switch);
 	tcase_add_test(tc, no_converge);

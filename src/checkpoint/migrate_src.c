@@ -55,6 +55,10 @@
  * early whether the round can pay off at all. */
 #define MS_BW_FROM_MS 150
 #define MS_BW_SPAN_MS 300
+/* Before that window, every MS_CUT_STEP_MS the round's average rate so far
+ * (burst included: never below the link's rate) is checked against the
+ * dirty rate: a workload that outruns even that is cut at once. */
+#define MS_CUT_STEP_MS 25
 /* Postcopy: background pages go out at this share of the link's rate, so
  * that the link's queue stays short and a fault's request and its pages
  * (the urgent channel) never wait behind a queue of pushed pages. */
@@ -1073,6 +1077,39 @@ static int wait_ack(struct ftr_migrate_src *s, uint64_t seq)
 }
 
 /*
+ * Hybrid, the first MS_BW_FROM_MS of a round: every MS_CUT_STEP_MS, the
+ * bytes the round put into its sockets so far over its time so far. That
+ * average counts the burst that fills the socket buffers, so it is never
+ * below the link's rate: a dirty rate at or above it cannot be caught up
+ * with, and the round is cut then (bw_bps stays unset: the burst makes it
+ * no measure for pacing; postcopy measures the link itself). Returns true
+ * when the round was cut or is over, false at MS_BW_FROM_MS with it going.
+ */
+static bool round_outrun(struct ftr_migrate_src *s, uint64_t r, uint64_t t0)
+{
+	for (;;) {
+		uint64_t t = ftr_now_ns(), avg;
+		int left = MS_BW_FROM_MS - (int)((t - t0) / 1000000);
+
+		if (left <= 0)
+			return false;
+		if (wait_jobs_for(s, FTR_MIN(left, MS_CUT_STEP_MS)))
+			return true;
+		t = ftr_now_ns();
+		avg = atomic_load(&s->round_bytes) * 1000000000ull / FTR_MAX(t - t0, 1ull);
+		if (avg && s->probe_bps >= avg) {
+			pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s >= "
+				"all the round sent so far, %.1f MB/s: precopy cannot converge, "
+				"switching to postcopy now", r, (t - t0) / 1000000,
+				s->probe_bps / 1e6, avg / 1e6);
+			s->cut_for_rate = true;
+			atomic_store(&s->round_cut, true);
+			return true;
+		}
+	}
+}
+
+/*
  * One live round: the tx threads send the stale set; COMMIT(r); ACK(r).
  *
  * Dirty rate probe: a round's own harvest cannot see a rate above "the
@@ -1107,7 +1144,7 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 	 * the workload dirties them only delays the switch; the pages it sent
 	 * stay sent. */
 	if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && s->probe_bps &&
-	    !wait_jobs_for(s, MS_BW_FROM_MS - MS_PROBE_MS)) {
+	    !round_outrun(s, r, t0)) {
 		uint64_t b1 = atomic_load(&s->round_bytes), t1 = ftr_now_ns();
 
 		if (!wait_jobs_for(s, MS_BW_SPAN_MS)) {
