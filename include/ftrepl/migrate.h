@@ -143,6 +143,10 @@ const char *ftr_migrate_phase_name(enum ftr_migrate_phase p);
 /* The ftr_state a phase shows as. */
 enum ftr_state ftr_migrate_phase_state(enum ftr_migrate_phase p);
 
+/* Data channels of a migration unless told: two receiving threads on the
+ * destination (one alone is what limits a fast link: it receives, checks
+ * and installs every page). */
+#define FTR_MIG_DEFAULT_CHANNELS 2
 #define FTR_MIG_DEFAULT_HYBRID_ROUNDS 5
 #define FTR_MIG_DEFAULT_PRECOPY_ROUNDS 30
 #define FTR_MIG_DEFAULT_DOWNTIME_MS 30
@@ -199,7 +203,7 @@ struct ftr_migrate_src;
 struct ftr_migrate_src_opts {
 	const char *connect;		/* destination "ADDR:PORT" */
 	struct ftr_tp_opts tp;
-	unsigned nchannels;		/* data channels; 0 = 1 */
+	unsigned nchannels;		/* data channels; 0 = FTR_MIG_DEFAULT_CHANNELS */
 	enum ftr_migrate_mode mode;
 	/* hybrid: most rounds before postcopy takes over (0 = 5);
 	 * precopy: most rounds before giving up (0 = 30). */

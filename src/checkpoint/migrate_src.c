@@ -1792,7 +1792,7 @@ int ftr_migrate_src_create(const struct ftr_migrate_src_opts *opts, struct ftr_w
 	s->o = *opts;
 	ftr_strlcpy(s->connect_addr, opts->connect, sizeof(s->connect_addr));
 	s->o.connect = s->connect_addr;
-	s->nch = opts->nchannels ? opts->nchannels : 1;
+	s->nch = opts->nchannels ? opts->nchannels : FTR_MIG_DEFAULT_CHANNELS;
 	if (!s->o.target_downtime_ms)
 		s->o.target_downtime_ms = FTR_MIG_DEFAULT_DOWNTIME_MS;
 	if (!s->o.recover_timeout_ms)

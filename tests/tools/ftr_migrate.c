@@ -43,7 +43,7 @@ static void usage(FILE *f)
 		"source options:\n"
 		"  --mode hybrid|precopy|postcopy  (default hybrid)\n"
 		"  --rounds N             most precopy rounds (hybrid: then postcopy)\n"
-		"  --channels N           data channels (default 1)\n"
+		"  --channels N           data channels (default 2)\n"
 		"  --downtime-ms N        convergence target (default 30)\n"
 		"  --pre-writes N         synthetic writes before the migration starts\n"
 		"  --precopy-bw SIZE      cap of the precopy rounds, bytes/s\n"
