@@ -20,8 +20,8 @@
  *   source       in the sender's namespace: the synthetic workload (random
  *                pattern over every page, advanced by 3 writes per page
  *                before the start so that ~95 % of the pages hold data, not
- *                zero fill), dirty tracking by the workload itself, one data
- *                channel, ftr_migrate_src_run().
+ *                zero fill), dirty tracking by the workload itself, the
+ *                library's default data channels (two), ftr_migrate_src_run().
  *
  * Both send their status (struct ftr_migrate_status) back over a pipe.
  * Precopy that does not converge (the library fails with -EAGAIN and a
@@ -712,11 +712,12 @@ static int pc_prepare(struct ftb_ctx *c, char *err, size_t errlen)
 			    json_pack("{s:s, s:i, s:s}", "pattern", "random", "seed", PC_SEED,
 				      "dirty", "workload"));
 	json_object_set_new(c->config, "destination_memory", json_string("anon"));
+	json_object_set_new(c->config, "data_channels", json_integer(FTR_MIG_DEFAULT_CHANNELS));
 	fprintf(c->out, "ftbench --postcopy: %" PRIu64 " MiB synthetic workload (random writes, "
 		"%d writes per page beforehand), dirty rates low = %llu writes/s and high = "
-		"%.0fx the link's iperf3 goodput; %u run(s) per variant after %u warm-up\n",
-		c->o.size >> 20, PC_ADVANCE_PER_PAGE, PC_LOW_RATE, PC_HIGH_FACTOR, c->o.runs,
-		c->o.warmup);
+		"%.0fx the link's iperf3 goodput; ftrepl with %d data channels; %u run(s) per "
+		"variant after %u warm-up\n", c->o.size >> 20, PC_ADVANCE_PER_PAGE, PC_LOW_RATE,
+		PC_HIGH_FACTOR, FTR_MIG_DEFAULT_CHANNELS, c->o.runs, c->o.warmup);
 	return 0;
 }
 
