@@ -18,7 +18,11 @@
  *   hybrid    precopy rounds until the dirty set converges (what is left
  *             fits the target downtime at the measured bandwidth: it is then
  *             sent paused, stop-and-copy, and nothing is left for postcopy)
- *             or until max_rounds; then postcopy for what is left.
+ *             or until max_rounds; then postcopy for what is left. Without
+ *             max_rounds, rounds stop as soon as they cannot pay off: the
+ *             workload dirties memory at least half as fast as the link
+ *             moves it (a round would then send half or more of its pages
+ *             again), checked from 50 ms into a round.
  *   precopy   rounds until convergence, then stop-and-copy. A workload that
  *             dirties faster than the link can carry never converges: after
  *             max_rounds the migration fails with an error naming the dirty

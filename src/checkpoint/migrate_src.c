@@ -59,6 +59,12 @@
  * (burst included: never below the link's rate) is checked against the
  * dirty rate: a workload that outruns even that is cut at once. */
 #define MS_CUT_STEP_MS 25
+/* Hybrid: a round pays off only while the workload dirties memory slower
+ * than 1/MS_PAYOFF_DIV of the rate the link moves it. A round that sends
+ * the stale set in time T while the workload dirties r_d bytes/s leaves up
+ * to r_d * T of it to send again; at r_d >= r_link / 2 that is half or more
+ * of what the round sent, and postcopy moves every page once. */
+#define MS_PAYOFF_DIV 2
 /* Postcopy: background pages go out at this share of the link's rate, so
  * that the link's queue stays short and a fault's request and its pages
  * (the urgent channel) never wait behind a queue of pushed pages. */
@@ -1097,11 +1103,11 @@ static bool round_outrun(struct ftr_migrate_src *s, uint64_t r, uint64_t t0)
 			return true;
 		t = ftr_now_ns();
 		avg = atomic_load(&s->round_bytes) * 1000000000ull / FTR_MAX(t - t0, 1ull);
-		if (avg && s->probe_bps >= avg) {
+		if (avg && s->probe_bps * MS_PAYOFF_DIV >= avg) {
 			pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s >= "
-				"all the round sent so far, %.1f MB/s: precopy cannot converge, "
-				"switching to postcopy now", r, (t - t0) / 1000000,
-				s->probe_bps / 1e6, avg / 1e6);
+				"1/%d of all the round sent so far, %.1f MB/s: rounds cannot pay "
+				"off, switching to postcopy now", r, (t - t0) / 1000000,
+				s->probe_bps / 1e6, MS_PAYOFF_DIV, avg / 1e6);
 			s->cut_for_rate = true;
 			atomic_store(&s->round_cut, true);
 			return true;
@@ -1152,11 +1158,11 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 			uint64_t bw = (atomic_load(&s->round_bytes) - b1) * 1000000000ull /
 				      FTR_MAX(t2 - t1, 1ull);
 
-			if (bw && s->probe_bps >= bw) {
+			if (bw && s->probe_bps * MS_PAYOFF_DIV >= bw) {
 				pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s "
-					">= link %.1f MB/s: precopy cannot converge, switching to "
-					"postcopy now", r, (t2 - t0) / 1000000, s->probe_bps / 1e6,
-					bw / 1e6);
+					">= 1/%d of the link's %.1f MB/s: rounds cannot pay off, "
+					"switching to postcopy now", r, (t2 - t0) / 1000000,
+					s->probe_bps / 1e6, MS_PAYOFF_DIV, bw / 1e6);
 				s->cut_for_rate = true;
 				pthread_mutex_lock(&s->lock);
 				s->bw_bps = bw;
@@ -1281,14 +1287,15 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 			*how = MS_SW_POSTCOPY;
 			return 0;
 		}
-		/* Hybrid: once the workload dirties memory at least as fast as
-		 * the link moves it, more rounds cannot shrink what is left;
-		 * every further round only adds to the total time (unless the
-		 * user asked for a number of rounds). */
-		if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && bw && dirty_bps >= bw) {
-			pr_info("round %" PRIu64 ": dirty rate %.1f MB/s >= link %.1f MB/s: precopy "
-				"cannot converge, switching to postcopy", r, dirty_bps / 1e6,
-				bw / 1e6);
+		/* Hybrid: once the workload dirties memory at least half as fast
+		 * as the link moves it (MS_PAYOFF_DIV), a further round sends
+		 * most of its pages again: it only adds to the total time
+		 * (unless the user asked for a number of rounds). */
+		if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && bw &&
+		    dirty_bps * MS_PAYOFF_DIV >= bw) {
+			pr_info("round %" PRIu64 ": dirty rate %.1f MB/s >= 1/%d of the link's "
+				"%.1f MB/s: rounds cannot pay off, switching to postcopy", r,
+				dirty_bps / 1e6, MS_PAYOFF_DIV, bw / 1e6);
 			*how = MS_SW_POSTCOPY;
 			return 0;
 		}
