@@ -1170,7 +1170,7 @@ static json_t *qemu_summary(struct ftb_ctx *c)
 	fprintf(o, "(medians; QEMU: max-bandwidth unlimited, downtime-limit %u ms = ftrepl's "
 		"target, one stream, default capabilities otherwise; qemu-precopy-N is cancelled "
 		"by ftbench after round N, qemu-hybrid-N starts postcopy after round N, "
-		"qemu-hybrid applies ftrepl's rule (dirty rate >= bandwidth, at most 5 rounds); "
+		"qemu-hybrid applies ftrepl's rule (dirty rate >= half the bandwidth, at most 5 rounds); "
 		"QEMU 7.2 exposes no per-fault latency: blocktime = the destination's "
 		"postcopy-blocktime (total time the vCPU waited for pages), requests = "
 		"postcopy-requests, stall/req = their quotient (a mean, against ftrepl's "

@@ -30,7 +30,8 @@
  *                                   shows N + 1)
  *                        hybrid-N   after round N: migrate-start-postcopy
  *                        hybrid     ftrepl's rule: postcopy once a round's
- *                                   dirty rate reaches its bandwidth, at
+ *                                   dirty rate reaches half its bandwidth
+ *                                   (FTR_MIG_HYBRID_PAYOFF_DIV), at
  *                                   the latest after round 5. The dirty
  *                                   rate is the larger of the round's and
  *                                   the guest's write rate x 4 KiB: what
@@ -342,7 +343,8 @@ static int on_round(struct qm_follow *f, int64_t t, struct ftb_qmig_res *res, ch
 		if (f->postcopy_asked)
 			return 0;
 		if (c->max_rounds ? f->rounds >= c->max_rounds
-				  : f->rounds >= QM_HYBRID_DEFAULT_ROUNDS || (bw > 0 && dirty >= bw))
+				  : f->rounds >= QM_HYBRID_DEFAULT_ROUNDS ||
+					    (bw > 0 && dirty * FTR_MIG_HYBRID_PAYOFF_DIV >= bw))
 			return start_postcopy(f, err, errlen);
 		return 0;
 	default:

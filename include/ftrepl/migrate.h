@@ -152,6 +152,10 @@ enum ftr_state ftr_migrate_phase_state(enum ftr_migrate_phase p);
  * and installs every page). */
 #define FTR_MIG_DEFAULT_CHANNELS 2
 #define FTR_MIG_DEFAULT_HYBRID_ROUNDS 5
+/* Hybrid without max_rounds: rounds stop once the workload dirties memory
+ * at 1/FTR_MIG_HYBRID_PAYOFF_DIV of the link's rate or faster (a round then
+ * sends half or more of its pages again). */
+#define FTR_MIG_HYBRID_PAYOFF_DIV 2
 #define FTR_MIG_DEFAULT_PRECOPY_ROUNDS 30
 #define FTR_MIG_DEFAULT_DOWNTIME_MS 30
 #define FTR_MIG_DEFAULT_RECOVER_MS 30000

@@ -57,14 +57,15 @@
 #define MS_BW_SPAN_MS 300
 /* Before that window, every MS_CUT_STEP_MS the round's average rate so far
  * (burst included: never below the link's rate) is checked against the
- * dirty rate: a workload that outruns even that is cut at once. */
+ * dirty rate (MS_PAYOFF_DIV below): a round that cannot pay off even at
+ * that rate is cut at once. */
 #define MS_CUT_STEP_MS 25
 /* Hybrid: a round pays off only while the workload dirties memory slower
  * than 1/MS_PAYOFF_DIV of the rate the link moves it. A round that sends
  * the stale set in time T while the workload dirties r_d bytes/s leaves up
  * to r_d * T of it to send again; at r_d >= r_link / 2 that is half or more
  * of what the round sent, and postcopy moves every page once. */
-#define MS_PAYOFF_DIV 2
+#define MS_PAYOFF_DIV FTR_MIG_HYBRID_PAYOFF_DIV
 /* Postcopy: background pages go out at this share of the link's rate, so
  * that the link's queue stays short and a fault's request and its pages
  * (the urgent channel) never wait behind a queue of pushed pages. */
@@ -1086,10 +1087,11 @@ static int wait_ack(struct ftr_migrate_src *s, uint64_t seq)
  * Hybrid, the first MS_BW_FROM_MS of a round: every MS_CUT_STEP_MS, the
  * bytes the round put into its sockets so far over its time so far. That
  * average counts the burst that fills the socket buffers, so it is never
- * below the link's rate: a dirty rate at or above it cannot be caught up
- * with, and the round is cut then (bw_bps stays unset: the burst makes it
- * no measure for pacing; postcopy measures the link itself). Returns true
- * when the round was cut or is over, false at MS_BW_FROM_MS with it going.
+ * below the link's rate: a dirty rate of 1/MS_PAYOFF_DIV of it or more
+ * means the round cannot pay off at the link's rate either, and it is cut
+ * then (bw_bps stays unset: the burst makes it no measure for pacing;
+ * postcopy measures the link itself). Returns true when the round was cut
+ * or is over, false at MS_BW_FROM_MS with it going.
  */
 static bool round_outrun(struct ftr_migrate_src *s, uint64_t r, uint64_t t0)
 {
@@ -1146,9 +1148,9 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 			s->probe_bps = (uint64_t)n * s->lay.page_size * 1000000000ull /
 				       FTR_MAX(t - t_harv, 1ull);
 	}
-	/* Hybrid without a round count: a round that moves pages slower than
-	 * the workload dirties them only delays the switch; the pages it sent
-	 * stay sent. */
+	/* Hybrid without a round count: a round that cannot pay off
+	 * (MS_PAYOFF_DIV) only delays the switch; the pages it sent stay
+	 * sent. */
 	if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && s->probe_bps &&
 	    !round_outrun(s, r, t0)) {
 		uint64_t b1 = atomic_load(&s->round_bytes), t1 = ftr_now_ns();
