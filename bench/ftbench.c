@@ -185,7 +185,8 @@ int main(int argc, char **argv)
 	longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	longopts[n] = (struct option){ 0 };
 
-	ftr_log_set_level(FTR_LOG_WARN);
+	if (!getenv("FTREPL_LOG_LEVEL"))	/* the library's messages on request only */
+		ftr_log_set_level(FTR_LOG_WARN);
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_SIZE:
