@@ -16,7 +16,8 @@
  *                       channels, prefault window both ways, anonymous memory)
  *   hybrid_cut          hybrid without a round count, a workload far faster than
  *                       the link: the first round is cut early (well before it
- *                       sent the image) and postcopy completes
+ *                       sent the image), with the link's rate taken from the
+ *                       bytes the destination acknowledged; postcopy completes
  *   hybrid_converge     hybrid that converges: no postcopy left
  *   discard_after       anonymous hybrid, then every page discarded
  *                       (MADV_DONTNEED) and read again: the switch's content
@@ -481,6 +482,10 @@ START_TEST(hybrid_cut)
 	ck_assert_uint_eq(r.sst.round, 1);
 	/* the whole round would take 3.2 s at 10 MiB/s */
 	ck_assert_uint_lt(r.sst.precopy_pages, npages / 2);
+	/* the link's rate, from what the destination acknowledged before the
+	 * cut (the round's pacing, not loopback's GB/s) */
+	ck_assert_uint_gt(r.sst.bandwidth_bytes_per_s, 2 * MIB);
+	ck_assert_uint_lt(r.sst.bandwidth_bytes_per_s, 40 * MIB);
 	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, npages / 2);
 	run_free(&r);
 }

@@ -93,6 +93,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -1236,7 +1237,6 @@ static int send_zerocopy(struct tcp_chan *t, const struct ftr_tx_rec *recs, int 
 	}
 }
 
-#ifdef FTREPL_HAVE_URING
 static uint64_t tcp_bytes_acked(int fd)
 {
 	struct tcp_info ti;
@@ -1247,6 +1247,8 @@ static uint64_t tcp_bytes_acked(int fd)
 		return 0;
 	return ti.tcpi_bytes_acked;
 }
+
+#ifdef FTREPL_HAVE_URING
 
 /* Queues msg[first..k) as one chain. The ring has room for 2 * DEPTH and
  * every chain is reaped before the next is queued: it cannot be full. */
@@ -1700,6 +1702,23 @@ static int tcp_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	return 0;
 }
 
+/* What the peer acknowledged (tcpi_bytes_acked, Linux 4.1+): the rate it
+ * grows at is the link's, whatever sits in the socket or a queue on the
+ * path. */
+static int tcp_bytes_delivered(struct ftr_chan *c, uint64_t *out)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(to_tcp(c)->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return -errno;
+	if (len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+		return -EOPNOTSUPP;
+	*out = ti.tcpi_bytes_acked;
+	return 0;
+}
+
 /* ---- the ops table ------------------------------------------------------------ */
 
 const struct ftr_transport_ops ftr_tcp_transport = {
@@ -1718,4 +1737,5 @@ const struct ftr_transport_ops ftr_tcp_transport = {
 	.shutdown = tcp_shutdown,
 	.close = tcp_close,
 	.set_pacing = tcp_set_pacing,
+	.bytes_delivered = tcp_bytes_delivered,
 };
