@@ -1620,7 +1620,8 @@ static void auto_pace_push(struct ftr_migrate_src *s)
 	if (s->o.postcopy_bw || s->o.no_background)
 		return;
 	pthread_mutex_lock(&s->lock);
-	bw = s->bw_bps;
+	/* rounds capped by precopy_bw measured the cap, not the link */
+	bw = s->o.precopy_bw ? 0 : s->bw_bps;
 	pthread_mutex_unlock(&s->lock);
 	if (!bw) {
 		uint64_t b1, t1, d1;
