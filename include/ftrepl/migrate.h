@@ -174,7 +174,10 @@ struct ftr_migrate_status {
 					 * src postcopy: pages not pushed or asked for yet;
 					 * dst: pages it still lacks (after the switch) */
 	uint64_t dirty_bytes_per_s;	/* src: dirty rate of the last round */
-	uint64_t bandwidth_bytes_per_s;	/* src: delivery rate of the last full round */
+	uint64_t bandwidth_bytes_per_s;	/* src: the link's rate as last measured */
+	uint64_t push_pace_bytes_per_s;	/* src: cap of the postcopy push in force
+					 * (postcopy_bw, or 90 % of a measured link
+					 * rate); 0 = unpaced */
 	uint64_t est_downtime_ms;	/* src: what is left / bandwidth, last round */
 	uint64_t pages_sent;		/* src: page payloads + fill pages sent */
 	uint64_t bytes_sent;		/* src: page payload bytes sent */

@@ -97,7 +97,7 @@ int ftr_migrate_status_json(const struct ftr_migrate_status *st, char *buf, size
 		"{\"state\":\"%s\",\"phase\":\"%s\",\"session\":\"%s\",\"round\":%u,"
 		"\"nchannels\":%u,\"pages_total\":%" PRIu64 ",\"pages_left\":%" PRIu64 ","
 		"\"dirty_bytes_per_s\":%" PRIu64 ",\"bandwidth_bytes_per_s\":%" PRIu64 ","
-		"\"est_downtime_ms\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"bytes_sent\":%" PRIu64
+		"\"push_pace_bytes_per_s\":%" PRIu64 ",\"est_downtime_ms\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"bytes_sent\":%" PRIu64
 		",\"precopy_pages\":%" PRIu64 ",\"pushed_pages\":%" PRIu64 ",\"requested_pages\":%"
 		PRIu64 ",\"fault_reqs\":%" PRIu64 ",\"pages_received\":%" PRIu64 ",\"dup_pages\":%"
 		PRIu64 ",\"faults\":%" PRIu64 ",\"fault_lat_median_us\":%" PRIu64
@@ -107,7 +107,7 @@ int ftr_migrate_status_json(const struct ftr_migrate_status *st, char *buf, size
 		",\"transport\":\"%s\",\"last_error\":\"%s\"}",
 		ftr_state_name(st->state), ftr_migrate_phase_name(st->phase), st->session, st->round,
 		st->nchannels, st->pages_total, st->pages_left, st->dirty_bytes_per_s,
-		st->bandwidth_bytes_per_s, st->est_downtime_ms, st->pages_sent, st->bytes_sent,
+		st->bandwidth_bytes_per_s, st->push_pace_bytes_per_s, st->est_downtime_ms, st->pages_sent, st->bytes_sent,
 		st->precopy_pages, st->pushed_pages, st->requested_pages, st->fault_reqs,
 		st->pages_received, st->dup_pages, st->faults, st->fault_lat_median_us,
 		st->fault_lat_p99_us, st->fault_lat_max_us, st->downtime_us, st->precopy_ms,

@@ -75,6 +75,11 @@
 #define MS_ACK_FROM_MS 30
 #define MS_ACK_SPAN_MS 70
 #define MS_ACK_MIN_MS 20
+/* A rate measured on fewer acknowledged bytes (or, for a round's or a
+ * window's payload, on fewer than MS_MIN_BW_BYTES) is no measure of the
+ * link: an image of mostly fill pages sends few bytes in a round's time.
+ * Postcopy is then paced by nothing rather than by such a rate. */
+#define MS_ACK_MIN_BYTES (1ull << 20)
 /* Postcopy: background pages go out at this share of the link's rate, so
  * that the link's queue stays short and a fault's request and its pages
  * (the urgent channel) never wait behind a queue of pushed pages. */
@@ -144,6 +149,8 @@ struct ftr_migrate_src {
 	uint64_t *probe;		/* dirty-rate probe of the round (main only) */
 	uint64_t probe_bps;
 	uint64_t bw_sample;		/* payload bytes of the round bw_bps was measured on (main only) */
+	bool bw_paces;			/* bw_bps rests on enough bytes to pace postcopy by (lock) */
+	uint64_t push_pace_bps;		/* the automatic postcopy cap in force, 0 = none (lock) */
 	pthread_mutex_t push_lock;
 	uint64_t n_push;		/* under push_lock */
 	uint64_t pivot, fwd, bwd;	/* push cursors, under push_lock */
@@ -1116,10 +1123,12 @@ static void set_bw_delivered(struct ftr_migrate_src *s, bool acks, uint64_t t0, 
 {
 	uint64_t d, t = ftr_now_ns();
 
-	if (!acks || t - t0 < MS_ACK_MIN_MS * 1000000ull || !data_delivered(s, &d) || d <= d0)
+	if (!acks || t - t0 < MS_ACK_MIN_MS * 1000000ull || !data_delivered(s, &d) ||
+	    d < d0 + MS_ACK_MIN_BYTES)
 		return;
 	pthread_mutex_lock(&s->lock);
 	s->bw_bps = (d - d0) * 1000000000ull / (t - t0);
+	s->bw_paces = true;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -1201,9 +1210,8 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 		uint64_t b1 = atomic_load(&s->round_bytes), t1 = ftr_now_ns();
 
 		if (!wait_jobs_for(s, MS_BW_SPAN_MS)) {
-			uint64_t t2 = ftr_now_ns();
-			uint64_t bw = (atomic_load(&s->round_bytes) - b1) * 1000000000ull /
-				      FTR_MAX(t2 - t1, 1ull);
+			uint64_t t2 = ftr_now_ns(), moved = atomic_load(&s->round_bytes) - b1;
+			uint64_t bw = moved * 1000000000ull / FTR_MAX(t2 - t1, 1ull);
 
 			if (bw && s->probe_bps * MS_PAYOFF_DIV >= bw) {
 				pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s "
@@ -1213,6 +1221,7 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 				s->cut_for_rate = true;
 				pthread_mutex_lock(&s->lock);
 				s->bw_bps = bw;
+				s->bw_paces = moved >= MS_MIN_BW_BYTES;
 				pthread_mutex_unlock(&s->lock);
 				atomic_store(&s->round_cut, true);
 			}
@@ -1308,6 +1317,8 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 		est_ms = bw ? left * s->lay.page_size * 1000ull / bw : UINT64_MAX;
 		pthread_mutex_lock(&s->lock);
 		s->round = (uint32_t)r;
+		if (bw != s->bw_bps)	/* a new measurement (else an early cut's) */
+			s->bw_paces = s->bw_sample >= MS_MIN_BW_BYTES;
 		s->bw_bps = bw;
 		s->dirty_bps = dirty_bps;
 		s->est_ms = est_ms;
@@ -1621,7 +1632,7 @@ static void auto_pace_push(struct ftr_migrate_src *s)
 		return;
 	pthread_mutex_lock(&s->lock);
 	/* rounds capped by precopy_bw measured the cap, not the link */
-	bw = s->o.precopy_bw ? 0 : s->bw_bps;
+	bw = s->o.precopy_bw || !s->bw_paces ? 0 : s->bw_bps;
 	pthread_mutex_unlock(&s->lock);
 	if (!bw) {
 		uint64_t b1, t1, d1;
@@ -1636,25 +1647,32 @@ static void auto_pace_push(struct ftr_migrate_src *s)
 				return;
 			set_bw_delivered(s, true, t1, d1);
 		} else {
+			uint64_t moved;
+
 			if (postcopy_over_within(s, MS_BW_FROM_MS - MS_ACK_FROM_MS))
 				return;
 			b1 = atomic_load(&s->bytes_sent);
 			t1 = ftr_now_ns();
 			if (postcopy_over_within(s, MS_BW_SPAN_MS))
 				return;
+			moved = atomic_load(&s->bytes_sent) - b1;
 			pthread_mutex_lock(&s->lock);
-			s->bw_bps = (atomic_load(&s->bytes_sent) - b1) * 1000000000ull /
-				    FTR_MAX(ftr_now_ns() - t1, 1ull);
+			s->bw_bps = moved * 1000000000ull / FTR_MAX(ftr_now_ns() - t1, 1ull);
+			s->bw_paces = moved >= MS_MIN_BW_BYTES;
 			pthread_mutex_unlock(&s->lock);
 		}
 		pthread_mutex_lock(&s->lock);
-		bw = s->bw_bps;
+		bw = s->bw_paces ? s->bw_bps : 0;
 		pthread_mutex_unlock(&s->lock);
-		if (!bw)
+		if (!bw) {
+			pr_info("postcopy: too few bytes to measure the link: background pages "
+				"unpaced");
 			return;
+		}
 	}
 	cap = bw / 100 * MS_PUSH_SHARE_PCT;
 	pthread_mutex_lock(&s->lock);
+	s->push_pace_bps = cap;
 	for (uint32_t i = 1; i <= s->nch; i++)
 		if (s->data[i] && ftr_chan_set_pacing(s->data[i], cap / s->nch))
 			kernel = false;
@@ -1814,6 +1832,8 @@ int ftr_migrate_src_get_status(struct ftr_migrate_src *s, struct ftr_migrate_sta
 	st->pages_total = s->lay.total_pages;
 	st->dirty_bytes_per_s = s->dirty_bps;
 	st->bandwidth_bytes_per_s = s->bw_bps;
+	st->push_pace_bytes_per_s = s->o.postcopy_bw && s->o.postcopy_bw != UINT64_MAX
+					    ? s->o.postcopy_bw : s->push_pace_bps;
 	st->est_downtime_ms = s->est_ms == UINT64_MAX ? 0 : s->est_ms;
 	if (s->t_pause && s->t_running)
 		st->downtime_us = (s->t_running - s->t_pause) / 1000;

@@ -580,6 +580,15 @@ static int migrate_main(const struct ftr_standby_opts *so, const char *control,
 	ret = ftr_migrate_dst_create(&o, &dst, err, sizeof(err));
 	if (ret)
 		prog_fatal("%s", err[0] ? err : strerror(-ret));
+	ret = ftr_migrate_dst_start(dst);
+	if (ret) {
+		ftr_migrate_dst_destroy(dst);
+		prog_fatal("cannot start: %s", strerror(-ret));
+	}
+	fprintf(stderr, "%s: waiting for a migration on port %u\n", prog_name,
+		ftr_migrate_dst_port(dst));
+	/* Last: once the control socket answers, the port is printed and the
+	 * listener runs (scripts wait for the one, then read the other). */
 	if (control) {
 		ret = ftr_ctl_server_start(control, mig_handle, dst, &ctl);
 		if (ret) {
@@ -587,14 +596,6 @@ static int migrate_main(const struct ftr_standby_opts *so, const char *control,
 			prog_fatal("cannot serve the control socket %s: %s", control, strerror(-ret));
 		}
 	}
-	ret = ftr_migrate_dst_start(dst);
-	if (ret) {
-		ftr_ctl_server_stop(ctl);
-		ftr_migrate_dst_destroy(dst);
-		prog_fatal("cannot start: %s", strerror(-ret));
-	}
-	fprintf(stderr, "%s: waiting for a migration on port %u\n", prog_name,
-		ftr_migrate_dst_port(dst));
 	while (!(sig = prog_wait_signal(100))) {
 		int ph = ftr_migrate_dst_wait(dst, 1u << FTR_MIG_COMPLETED | 1u << FTR_MIG_FAILED, 0);
 
