@@ -388,13 +388,19 @@ static void check_result(struct run *r, const struct mcase *mc)
 	free(written);
 }
 
+/* Runs mc to its end and checks the result (check_result). */
+static void run_checked(struct run *r, const struct mcase *mc)
+{
+	run_start(r, mc, 0);
+	run_join(r);
+	check_result(r, mc);
+}
+
 static void migrate_ok(const char *name, const struct mcase *mc)
 {
 	struct run r;
 
-	run_start(&r, mc, 0);
-	run_join(&r);
-	check_result(&r, mc);
+	run_checked(&r, mc);
 	print_status(name, &r.sst);
 	print_status(name, &r.dstst);
 	run_free(&r);
@@ -408,9 +414,7 @@ START_TEST(precopy_exact)
 			    .pre_writes = 5000 };
 	struct run r;
 
-	run_start(&r, &mc, 0);
-	run_join(&r);
-	check_result(&r, &mc);
+	run_checked(&r, &mc);
 	ck_assert_uint_eq(r.sst.pushed_pages + r.sst.requested_pages, 0);
 	ck_assert_uint_ge(r.sst.round, 1);
 	ck_assert_uint_eq(r.dstst.faults, 0);
@@ -425,9 +429,7 @@ START_TEST(postcopy_exact)
 			    .pre_writes = 6000, .mem = (enum ftr_migrate_mem)_i };
 	struct run r;
 
-	run_start(&r, &mc, 0);
-	run_join(&r);
-	check_result(&r, &mc);
+	run_checked(&r, &mc);
 	ck_assert_uint_eq(r.sst.round, 0);
 	ck_assert_uint_eq(r.sst.precopy_pages, 0);
 	ck_assert_uint_eq(r.sst.pushed_pages + r.sst.requested_pages, 16 * MIB / 4096);
@@ -441,9 +443,7 @@ START_TEST(postcopy_continue)
 			    .pre_writes = 10000, .synth_writes = 20000, .fwd = 4 };
 	struct run r;
 
-	run_start(&r, &mc, 0);
-	run_join(&r);
-	check_result(&r, &mc);
+	run_checked(&r, &mc);
 	ck_assert_uint_gt(r.dstst.faults, 0);
 	ck_assert_uint_gt(r.sst.fault_reqs, 0);
 	print_status("postcopy", &r.sst);
@@ -460,9 +460,7 @@ START_TEST(hybrid_continue)
 			    .precopy_bw = 100 * MIB };
 	struct run r;
 
-	run_start(&r, &mc, 0);
-	run_join(&r);
-	check_result(&r, &mc);
+	run_checked(&r, &mc);
 	ck_assert_uint_eq(r.sst.round, 2);
 	ck_assert_uint_gt(r.sst.precopy_pages, 0);
 	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, 0);
@@ -479,9 +477,7 @@ START_TEST(hybrid_cut)
 	uint64_t npages = mc.size / FTR_SYNTH_PAGE;
 	struct run r;
 
-	run_start(&r, &mc, 0);
-	run_join(&r);
-	check_result(&r, &mc);
+	run_checked(&r, &mc);
 	print_status("hybrid-cut", &r.sst);
 	ck_assert_uint_eq(r.sst.round, 1);
 	/* the whole round would take 3.2 s at 10 MiB/s */
@@ -500,9 +496,7 @@ START_TEST(hybrid_fill_round)
 			    .pre_writes = 0, .synth_writes = 20000 };
 	struct run r;
 
-	run_start(&r, &mc, 0);
-	run_join(&r);
-	check_result(&r, &mc);
+	run_checked(&r, &mc);
 	print_status("hybrid-fill", &r.sst);
 	ck_assert_uint_ge(r.sst.round, 1);
 	/* Unpaced (postcopy over before it could measure the link), or paced
@@ -528,9 +522,7 @@ START_TEST(discard_after)
 
 	ck_assert_ptr_nonnull(before);
 	ck_assert_ptr_nonnull(zero);
-	run_start(&r, &mc, 0);
-	run_join(&r);
-	check_result(&r, &mc);
+	run_checked(&r, &mc);
 	ck_assert_uint_gt(r.sst.precopy_pages, 0);
 	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, 0);
 	ck_assert_int_eq(ftr_migrate_dst_image(r.dst, &img), 0);

@@ -1099,6 +1099,35 @@ static int wait_ack(struct ftr_migrate_src *s, uint64_t seq)
 	return ret;
 }
 
+/* The hybrid's rule (MS_PAYOFF_DIV): rounds cannot pay off at this dirty
+ * rate over this link rate. */
+static bool cannot_pay_off(uint64_t dirty_bps, uint64_t link_bps)
+{
+	return link_bps && dirty_bps * MS_PAYOFF_DIV >= link_bps;
+}
+
+/* Cuts round r for good (its tx threads stop; postcopy follows): the rate
+ * the dirty rate was held against is named by what and rate. */
+static void cut_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t0, const char *what,
+		      uint64_t rate)
+{
+	pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s >= 1/%d of %s, "
+		"%.1f MB/s: rounds cannot pay off, switching to postcopy now", r,
+		(ftr_now_ns() - t0) / 1000000, s->probe_bps / 1e6, MS_PAYOFF_DIV, what, rate / 1e6);
+	s->cut_for_rate = true;
+	atomic_store(&s->round_cut, true);
+}
+
+/* Keeps a measured link rate (status, stop-and-copy estimate) and whether
+ * it rests on enough bytes to pace postcopy by. */
+static void set_bw(struct ftr_migrate_src *s, uint64_t bw, bool paces)
+{
+	pthread_mutex_lock(&s->lock);
+	s->bw_bps = bw;
+	s->bw_paces = paces;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* Bytes the destination acknowledged on every data channel; false if a
  * channel's transport cannot say. */
 static bool data_delivered(struct ftr_migrate_src *s, uint64_t *out)
@@ -1126,10 +1155,7 @@ static void set_bw_delivered(struct ftr_migrate_src *s, bool acks, uint64_t t0, 
 	if (!acks || t - t0 < MS_ACK_MIN_MS * 1000000ull || !data_delivered(s, &d) ||
 	    d < d0 + MS_ACK_MIN_BYTES)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->bw_bps = (d - d0) * 1000000000ull / (t - t0);
-	s->bw_paces = true;
-	pthread_mutex_unlock(&s->lock);
+	set_bw(s, (d - d0) * 1000000000ull / (t - t0), true);
 }
 
 /*
@@ -1156,15 +1182,9 @@ static bool round_outrun(struct ftr_migrate_src *s, uint64_t r, uint64_t t0)
 			return false;
 		if (wait_jobs_for(s, FTR_MIN(left, MS_CUT_STEP_MS)))
 			return true;
-		t = ftr_now_ns();
-		avg = atomic_load(&s->round_bytes) * 1000000000ull / FTR_MAX(t - t0, 1ull);
-		if (avg && s->probe_bps * MS_PAYOFF_DIV >= avg) {
-			pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s >= "
-				"1/%d of all the round sent so far, %.1f MB/s: rounds cannot pay "
-				"off, switching to postcopy now", r, (t - t0) / 1000000,
-				s->probe_bps / 1e6, MS_PAYOFF_DIV, avg / 1e6);
-			s->cut_for_rate = true;
-			atomic_store(&s->round_cut, true);
+		avg = atomic_load(&s->round_bytes) * 1000000000ull / FTR_MAX(ftr_now_ns() - t0, 1ull);
+		if (cannot_pay_off(s->probe_bps, avg)) {
+			cut_round(s, r, t0, "all the round sent so far", avg);
 			set_bw_delivered(s, acks, ta, da);
 			return true;
 		}
@@ -1213,17 +1233,9 @@ static int live_round(struct ftr_migrate_src *s, uint64_t r, uint64_t t_harv)
 			uint64_t t2 = ftr_now_ns(), moved = atomic_load(&s->round_bytes) - b1;
 			uint64_t bw = moved * 1000000000ull / FTR_MAX(t2 - t1, 1ull);
 
-			if (bw && s->probe_bps * MS_PAYOFF_DIV >= bw) {
-				pr_info("round %" PRIu64 " after %" PRIu64 " ms: dirty rate %.1f MB/s "
-					">= 1/%d of the link's %.1f MB/s: rounds cannot pay off, "
-					"switching to postcopy now", r, (t2 - t0) / 1000000,
-					s->probe_bps / 1e6, MS_PAYOFF_DIV, bw / 1e6);
-				s->cut_for_rate = true;
-				pthread_mutex_lock(&s->lock);
-				s->bw_bps = bw;
-				s->bw_paces = moved >= MS_MIN_BW_BYTES;
-				pthread_mutex_unlock(&s->lock);
-				atomic_store(&s->round_cut, true);
+			if (cannot_pay_off(s->probe_bps, bw)) {
+				set_bw(s, bw, moved >= MS_MIN_BW_BYTES);
+				cut_round(s, r, t0, "the link's", bw);
 			}
 		}
 	}
@@ -1349,8 +1361,7 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 		 * as the link moves it (MS_PAYOFF_DIV), a further round sends
 		 * most of its pages again: it only adds to the total time
 		 * (unless the user asked for a number of rounds). */
-		if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && bw &&
-		    dirty_bps * MS_PAYOFF_DIV >= bw) {
+		if (s->o.mode == FTR_MIG_HYBRID && !s->o.max_rounds && cannot_pay_off(dirty_bps, bw)) {
 			pr_info("round %" PRIu64 ": dirty rate %.1f MB/s >= 1/%d of the link's "
 				"%.1f MB/s: rounds cannot pay off, switching to postcopy", r,
 				dirty_bps / 1e6, MS_PAYOFF_DIV, bw / 1e6);
@@ -1656,10 +1667,8 @@ static void auto_pace_push(struct ftr_migrate_src *s)
 			if (postcopy_over_within(s, MS_BW_SPAN_MS))
 				return;
 			moved = atomic_load(&s->bytes_sent) - b1;
-			pthread_mutex_lock(&s->lock);
-			s->bw_bps = moved * 1000000000ull / FTR_MAX(ftr_now_ns() - t1, 1ull);
-			s->bw_paces = moved >= MS_MIN_BW_BYTES;
-			pthread_mutex_unlock(&s->lock);
+			set_bw(s, moved * 1000000000ull / FTR_MAX(ftr_now_ns() - t1, 1ull),
+			       moved >= MS_MIN_BW_BYTES);
 		}
 		pthread_mutex_lock(&s->lock);
 		bw = s->bw_paces ? s->bw_bps : 0;

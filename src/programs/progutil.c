@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,11 +79,6 @@ void prog_log_level_arg(const char *val)
 	if (ftr_log_parse_level(val, &lvl))
 		prog_usage_error("--log-level %s: use error, warn, info or debug", val);
 	ftr_log_set_level(lvl);
-}
-
-void prog_thread_name(const char *name)
-{
-	pthread_setname_np(pthread_self(), name);	/* cut by the caller: <= 15 */
 }
 
 void prog_block_signals(void)

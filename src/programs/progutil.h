@@ -24,10 +24,6 @@ uint64_t prog_size_arg(const char *opt, const char *val);
 uint64_t prog_u64_arg(const char *opt, const char *val, uint64_t min, uint64_t max);
 void prog_log_level_arg(const char *val);
 
-/* Names the calling thread (at most 15 characters), as the library's
- * threads are named: "ftr-<part>-<role>". */
-void prog_thread_name(const char *name);
-
 /* Blocks SIGINT, SIGTERM, SIGHUP and ignores SIGPIPE in every thread that
  * is created afterwards; prog_wait_signal() then collects them. */
 void prog_block_signals(void);

@@ -30,6 +30,7 @@
 #include <ftrepl/resume.h>
 #include <ftrepl/synth.h>
 
+#include "common/common.h"
 #include "common/ctlsock.h"
 #include "programs/progutil.h"
 #include "uffd/probe.h"
@@ -186,7 +187,7 @@ static void *resume_synth_main(void *arg)
 	uint64_t k0;
 	int ret;
 
-	prog_thread_name("ftr-rx-synth");
+	ftr_thread_name("ftr-rx-synth");
 
 	synth_set(rx, "running", "connecting to %s", rx->resume_sock);
 	ret = ftr_resume_connect(rx->resume_sock, &ro, &r, err, sizeof(err));
@@ -294,7 +295,7 @@ static void *promo_main(void *arg)
 {
 	struct rx *rx = arg;
 
-	prog_thread_name("ftr-rx-promo");
+	ftr_thread_name("ftr-rx-promo");
 
 	while (!atomic_load(&rx->synth_stop)) {
 		int st = ftr_standby_wait_state(rx->sb, (1u << FTR_STATE_PROMOTED) |

@@ -26,6 +26,7 @@
 #include <ftrepl/ftrepl.h>
 #include <ftrepl/synth.h>
 
+#include "common/common.h"
 #include "common/ctlsock.h"
 #include "programs/progutil.h"
 #include "uffd/probe.h"
@@ -206,7 +207,7 @@ static void *engine_main(void *arg)
 {
 	struct sender *s = arg;
 
-	prog_thread_name("ftr-engine");
+	ftr_thread_name("ftr-engine");
 
 	s->ret = ftr_primary_run(s->p);
 	atomic_store(&s->done, true);
@@ -247,7 +248,7 @@ static void *mig_engine(void *arg)
 {
 	struct mig_run *m = arg;
 
-	prog_thread_name("ftr-mig-engine");
+	ftr_thread_name("ftr-mig-engine");
 
 	m->ret = ftr_migrate_src_run(m->src);
 	atomic_store(&m->done, true);

@@ -1237,15 +1237,21 @@ static int send_zerocopy(struct tcp_chan *t, const struct ftr_tx_rec *recs, int 
 	}
 }
 
-static uint64_t tcp_bytes_acked(int fd)
+/* What the peer acknowledged (tcpi_bytes_acked, Linux 4.1+): the rate it
+ * grows at is the link's, whatever sits in the socket or a queue on the
+ * path. 0, -errno, or -EOPNOTSUPP (a kernel without the field). */
+static int tcp_bytes_acked(int fd, uint64_t *out)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 
 	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		return 0;
-	return ti.tcpi_bytes_acked;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return -errno;
+	if (len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+		return -EOPNOTSUPP;
+	*out = ti.tcpi_bytes_acked;
+	return 0;
 }
 
 #ifdef FTREPL_HAVE_URING
@@ -1363,8 +1369,9 @@ static int uring_reap(struct tcp_chan *t, int want)
 		if (ret >= 0 || ret == -EINTR)
 			continue;
 		if (ret == -ETIME) {
-			uint64_t now = tcp_bytes_acked(t->fd);
+			uint64_t now = 0;
 
+			tcp_bytes_acked(t->fd, &now);	/* 0 if it cannot say */
 			if (!have_acked || now != acked) {
 				acked = now; /* first look, or slow but moving */
 				have_acked = true;
@@ -1702,21 +1709,9 @@ static int tcp_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	return 0;
 }
 
-/* What the peer acknowledged (tcpi_bytes_acked, Linux 4.1+): the rate it
- * grows at is the link's, whatever sits in the socket or a queue on the
- * path. */
 static int tcp_bytes_delivered(struct ftr_chan *c, uint64_t *out)
 {
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(to_tcp(c)->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
-		return -errno;
-	if (len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
-		return -EOPNOTSUPP;
-	*out = ti.tcpi_bytes_acked;
-	return 0;
+	return tcp_bytes_acked(to_tcp(c)->fd, out);
 }
 
 /* ---- the ops table ------------------------------------------------------------ */
