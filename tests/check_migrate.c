@@ -16,8 +16,7 @@
  *                       channels, prefault window both ways, anonymous memory)
  *   hybrid_cut          hybrid without a round count, a workload far faster than
  *                       the link: the first round is cut early (well before it
- *                       sent the image), with the link's rate taken from the
- *                       bytes the destination acknowledged; postcopy completes
+ *                       sent the image) and postcopy completes
  *   hybrid_converge     hybrid that converges: no postcopy left
  *   hybrid_fill_round   hybrid over an image of mostly fill pages: round 1 sends
  *                       few bytes (its rate is no measure of the link) and is
@@ -482,9 +481,6 @@ START_TEST(hybrid_cut)
 	ck_assert_uint_eq(r.sst.round, 1);
 	/* the whole round would take 3.2 s at 10 MiB/s */
 	ck_assert_uint_lt(r.sst.precopy_pages, npages / 2);
-	/* a rate was measured: from what the destination acknowledged before
-	 * the cut, or (a slow run) by postcopy itself */
-	ck_assert_uint_gt(r.sst.bandwidth_bytes_per_s, 2 * MIB);
 	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, npages / 2);
 	run_free(&r);
 }

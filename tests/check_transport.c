@@ -1021,53 +1021,6 @@ START_TEST(test_syscall_counts)
 }
 END_TEST
 
-/* ftr_chan_bytes_delivered: what the peer acknowledged grows by exactly the
- * bytes sent once the peer took them, and says nothing for a NULL channel. */
-START_TEST(test_bytes_delivered)
-{
-	const int nrecs = 4;
-	struct image im;
-	struct pair p;
-	struct sender snd;
-	uint64_t a0 = 0, a = 0, r0 = 0, r = 0, bytes;
-	unsigned char *head = malloc(HEAD_CAP);
-	struct ftr_chan_stats ts;
-
-	ck_assert_ptr_nonnull(head);
-	image_make(&im, (size_t)nrecs * REC_PAGES, 0x77);
-	pair_open(&p, "writev");
-	ck_assert_int_eq(ftr_chan_bytes_delivered(p.tx, &a0), 0);
-	ck_assert_int_eq(ftr_chan_bytes_delivered(p.rx, &r0), 0);
-	snd = (struct sender){ .c = p.tx, .recs = im.recs, .nrecs = nrecs, .per_call = 1 };
-	sender_start(&snd);
-	for (int i = 0; i < nrecs; i++) {
-		struct ftr_wire_hdr hdr;
-		struct ftr_wire_error err;
-
-		ck_assert_int_gt(ftr_chan_recv_head(p.rx, head, HEAD_CAP, &hdr, 5000, &err), 0);
-		ck_assert_int_eq(ftr_chan_skip_data(p.rx, hdr.data_len), 0);
-	}
-	ck_assert_int_eq(sender_join(&snd), 0);
-	ftr_chan_get_stats(p.tx, &ts);
-	bytes = ts.tx_bytes;
-	ck_assert_uint_gt(bytes, (uint64_t)nrecs * REC_PAGES * PAGE);
-	for (int i = 0; i < 500; i++) {
-		ck_assert_int_eq(ftr_chan_bytes_delivered(p.tx, &a), 0);
-		if (a - a0 >= bytes)
-			break;
-		usleep(10000);
-	}
-	ck_assert_uint_eq(a - a0, bytes);
-	ck_assert_int_eq(ftr_chan_bytes_delivered(p.rx, &r), 0);
-	ck_assert_uint_eq(r, r0);	/* the receiving side sent nothing */
-	ck_assert_int_eq(ftr_chan_bytes_delivered(NULL, &a), -EINVAL);
-	ck_assert_int_eq(ftr_chan_bytes_delivered(p.tx, NULL), -EINVAL);
-	pair_close(&p);
-	image_free(&im);
-	free(head);
-}
-END_TEST
-
 /* ---- listeners, connect, options ---------------------------------------------------- */
 
 START_TEST(test_check_opts)
@@ -1679,7 +1632,6 @@ static Suite *transport_suite(void)
 
 	tcase_set_timeout(ta, 60);
 	tcase_add_test(ta, test_syscall_counts);
-	tcase_add_test(ta, test_bytes_delivered);
 	tcase_add_test(ta, test_check_opts);
 	tcase_add_test(ta, test_bad_addresses);
 	tcase_add_test(ta, test_connect_refused);

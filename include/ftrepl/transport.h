@@ -144,13 +144,6 @@ int ftr_chan_flush(struct ftr_chan *c);
  * may pace itself). */
 int ftr_chan_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s);
 
-/* Bytes of this channel the peer has acknowledged receiving, cumulative
- * since it was opened (tcp: tcpi_bytes_acked). Unlike the bytes handed to
- * send, their rate is the link's from the first moments on: nothing that
- * fills a socket buffer or a queue on the way counts. Returns 0, or
- * -EOPNOTSUPP when the transport cannot say. */
-int ftr_chan_bytes_delivered(struct ftr_chan *c, uint64_t *out);
-
 /* Mid-record stall limit: once a record has started arriving, each further
  * wait for bytes is bounded by this (default 10000 ms). */
 void ftr_chan_set_stall_timeout(struct ftr_chan *c, int ms);

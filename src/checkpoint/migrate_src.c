@@ -66,20 +66,10 @@
  * to r_d * T of it to send again; at r_d >= r_link / 2 that is half or more
  * of what the round sent, and postcopy moves every page once. */
 #define MS_PAYOFF_DIV FTR_MIG_HYBRID_PAYOFF_DIV
-/* Where the transport says what the destination acknowledged
- * (ftr_chan_bytes_delivered), the link's rate is that count's growth: it
- * needs no wait past the socket-buffer burst, so postcopy measures it over
- * [MS_ACK_FROM_MS, +MS_ACK_SPAN_MS] (its background pages go unpaced that
- * long), and a round cut early measures it over its checks (at least
- * MS_ACK_MIN_MS). */
-#define MS_ACK_FROM_MS 30
-#define MS_ACK_SPAN_MS 70
-#define MS_ACK_MIN_MS 20
-/* A rate measured on fewer acknowledged bytes (or, for a round's or a
- * window's payload, on fewer than MS_MIN_BW_BYTES) is no measure of the
- * link: an image of mostly fill pages sends few bytes in a round's time.
- * Postcopy is then paced by nothing rather than by such a rate. */
-#define MS_ACK_MIN_BYTES (1ull << 20)
+/* A rate measured on fewer than MS_MIN_BW_BYTES of payload (a round's or
+ * a window's) is no measure of the link: an image of mostly fill pages
+ * sends few bytes in a round's time. Postcopy is then paced by nothing
+ * rather than by such a rate. */
 /* Postcopy: background pages go out at this share of the link's rate, so
  * that the link's queue stays short and a fault's request and its pages
  * (the urgent channel) never wait behind a queue of pushed pages. */
@@ -1128,52 +1118,18 @@ static void set_bw(struct ftr_migrate_src *s, uint64_t bw, bool paces)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Bytes the destination acknowledged on every data channel; false if a
- * channel's transport cannot say. */
-static bool data_delivered(struct ftr_migrate_src *s, uint64_t *out)
-{
-	uint64_t sum = 0, v;
-	bool ok = true;
-
-	pthread_mutex_lock(&s->lock);
-	for (uint32_t i = 1; i <= s->nch && ok; i++) {
-		ok = s->data[i] && !ftr_chan_bytes_delivered(s->data[i], &v);
-		sum += ok ? v : 0;
-	}
-	pthread_mutex_unlock(&s->lock);
-	*out = sum;
-	return ok;
-}
-
-/* The link's rate from the acknowledged bytes since (t0, d0), when the
- * transport counts them (acks) and at least MS_ACK_MIN_MS passed: kept as
- * bw_bps for the postcopy pacing and the status. */
-static void set_bw_delivered(struct ftr_migrate_src *s, bool acks, uint64_t t0, uint64_t d0)
-{
-	uint64_t d, t = ftr_now_ns();
-
-	if (!acks || t - t0 < MS_ACK_MIN_MS * 1000000ull || !data_delivered(s, &d) ||
-	    d < d0 + MS_ACK_MIN_BYTES)
-		return;
-	set_bw(s, (d - d0) * 1000000000ull / (t - t0), true);
-}
-
 /*
  * Hybrid, the first MS_BW_FROM_MS of a round: every MS_CUT_STEP_MS, the
  * bytes the round put into its sockets so far over its time so far. That
  * average counts the burst that fills the socket buffers, so it is never
  * below the link's rate: a dirty rate of 1/MS_PAYOFF_DIV of it or more
  * means the round cannot pay off at the link's rate either, and it is cut
- * then. The burst makes that average no measure for pacing: bw_bps is set
- * from the acknowledged bytes over the checks, where the transport counts
- * them, else left for postcopy to measure. Returns true when the round was
- * cut or is over, false at MS_BW_FROM_MS with it going.
+ * then (bw_bps stays unset: the burst makes it no measure for pacing;
+ * postcopy measures the link itself). Returns true when the round was cut
+ * or is over, false at MS_BW_FROM_MS with it going.
  */
 static bool round_outrun(struct ftr_migrate_src *s, uint64_t r, uint64_t t0)
 {
-	uint64_t ta = ftr_now_ns(), da;
-	bool acks = data_delivered(s, &da);
-
 	for (;;) {
 		uint64_t t = ftr_now_ns(), avg;
 		int left = MS_BW_FROM_MS - (int)((t - t0) / 1000000);
@@ -1185,7 +1141,6 @@ static bool round_outrun(struct ftr_migrate_src *s, uint64_t r, uint64_t t0)
 		avg = atomic_load(&s->round_bytes) * 1000000000ull / FTR_MAX(ftr_now_ns() - t0, 1ull);
 		if (cannot_pay_off(s->probe_bps, avg)) {
 			cut_round(s, r, t0, "all the round sent so far", avg);
-			set_bw_delivered(s, acks, ta, da);
 			return true;
 		}
 	}
@@ -1630,10 +1585,8 @@ static bool postcopy_over_within(struct ftr_migrate_src *s, int ms)
 }
 
 /* Without --postcopy-bw: caps the push at MS_PUSH_SHARE_PCT of the link's
- * rate (measured by precopy, or over the first moments of the push: from
- * the acknowledged bytes where the transport counts them, else from the
- * bytes sent past the socket-buffer burst), paced by the transport (evenly,
- * no bursts) or else by the tx threads. */
+ * rate (measured by precopy, or over the first moments of the push), paced
+ * by the transport (evenly, no bursts) or else by the tx threads. */
 static void auto_pace_push(struct ftr_migrate_src *s)
 {
 	uint64_t bw, cap;
@@ -1646,30 +1599,17 @@ static void auto_pace_push(struct ftr_migrate_src *s)
 	bw = s->o.precopy_bw || !s->bw_paces ? 0 : s->bw_bps;
 	pthread_mutex_unlock(&s->lock);
 	if (!bw) {
-		uint64_t b1, t1, d1;
-		bool acks;
+		uint64_t b1, t1, moved;
 
-		if (postcopy_over_within(s, MS_ACK_FROM_MS))
+		if (postcopy_over_within(s, MS_BW_FROM_MS))
 			return;
-		acks = data_delivered(s, &d1);
+		b1 = atomic_load(&s->bytes_sent);
 		t1 = ftr_now_ns();
-		if (acks) {
-			if (postcopy_over_within(s, MS_ACK_SPAN_MS))
-				return;
-			set_bw_delivered(s, true, t1, d1);
-		} else {
-			uint64_t moved;
-
-			if (postcopy_over_within(s, MS_BW_FROM_MS - MS_ACK_FROM_MS))
-				return;
-			b1 = atomic_load(&s->bytes_sent);
-			t1 = ftr_now_ns();
-			if (postcopy_over_within(s, MS_BW_SPAN_MS))
-				return;
-			moved = atomic_load(&s->bytes_sent) - b1;
-			set_bw(s, moved * 1000000000ull / FTR_MAX(ftr_now_ns() - t1, 1ull),
-			       moved >= MS_MIN_BW_BYTES);
-		}
+		if (postcopy_over_within(s, MS_BW_SPAN_MS))
+			return;
+		moved = atomic_load(&s->bytes_sent) - b1;
+		set_bw(s, moved * 1000000000ull / FTR_MAX(ftr_now_ns() - t1, 1ull),
+		       moved >= MS_MIN_BW_BYTES);
 		pthread_mutex_lock(&s->lock);
 		bw = s->bw_paces ? s->bw_bps : 0;
 		pthread_mutex_unlock(&s->lock);

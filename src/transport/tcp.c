@@ -93,7 +93,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -1237,24 +1236,17 @@ static int send_zerocopy(struct tcp_chan *t, const struct ftr_tx_rec *recs, int 
 	}
 }
 
-/* What the peer acknowledged (tcpi_bytes_acked, Linux 4.1+): the rate it
- * grows at is the link's, whatever sits in the socket or a queue on the
- * path. 0, -errno, or -EOPNOTSUPP (a kernel without the field). */
-static int tcp_bytes_acked(int fd, uint64_t *out)
+#ifdef FTREPL_HAVE_URING
+static uint64_t tcp_bytes_acked(int fd)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 
 	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
-		return -errno;
-	if (len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
-		return -EOPNOTSUPP;
-	*out = ti.tcpi_bytes_acked;
-	return 0;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return 0;
+	return ti.tcpi_bytes_acked;
 }
-
-#ifdef FTREPL_HAVE_URING
 
 /* Queues msg[first..k) as one chain. The ring has room for 2 * DEPTH and
  * every chain is reaped before the next is queued: it cannot be full. */
@@ -1369,9 +1361,8 @@ static int uring_reap(struct tcp_chan *t, int want)
 		if (ret >= 0 || ret == -EINTR)
 			continue;
 		if (ret == -ETIME) {
-			uint64_t now = 0;
+			uint64_t now = tcp_bytes_acked(t->fd);
 
-			tcp_bytes_acked(t->fd, &now);	/* 0 if it cannot say */
 			if (!have_acked || now != acked) {
 				acked = now; /* first look, or slow but moving */
 				have_acked = true;
@@ -1709,11 +1700,6 @@ static int tcp_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	return 0;
 }
 
-static int tcp_bytes_delivered(struct ftr_chan *c, uint64_t *out)
-{
-	return tcp_bytes_acked(to_tcp(c)->fd, out);
-}
-
 /* ---- the ops table ------------------------------------------------------------ */
 
 const struct ftr_transport_ops ftr_tcp_transport = {
@@ -1732,5 +1718,4 @@ const struct ftr_transport_ops ftr_tcp_transport = {
 	.shutdown = tcp_shutdown,
 	.close = tcp_close,
 	.set_pacing = tcp_set_pacing,
-	.bytes_delivered = tcp_bytes_delivered,
 };

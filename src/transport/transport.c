@@ -300,15 +300,6 @@ int ftr_chan_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	return c->ops->set_pacing(c, bytes_per_s);
 }
 
-int ftr_chan_bytes_delivered(struct ftr_chan *c, uint64_t *out)
-{
-	if (!c || !out)
-		return -EINVAL;
-	if (!c->ops->bytes_delivered)
-		return -EOPNOTSUPP;
-	return c->ops->bytes_delivered(c, out);
-}
-
 int ftr_chan_flush(struct ftr_chan *c)
 {
 	int ret = 0;

@@ -84,8 +84,6 @@ struct ftr_transport_ops {
 	/* Optional: caps the channel's send rate (bytes/s, 0 = none) in the
 	 * transport or the kernel; NULL: -EOPNOTSUPP. */
 	int (*set_pacing)(struct ftr_chan *c, uint64_t bytes_per_s);
-	/* Optional: bytes the peer acknowledged so far; NULL: -EOPNOTSUPP. */
-	int (*bytes_delivered)(struct ftr_chan *c, uint64_t *out);
 };
 
 /* Channel counters have one writer each (tx_* under send_lock, rx_* the
