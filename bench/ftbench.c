@@ -115,6 +115,9 @@ static void usage(void)
 	       "                    and each as qemu-...: QEMU 7.2 migrating its test guest\n"
 	       "  --link-rate LIST  tbf rates of the veth links (default 1g); 'none': loopback\n"
 	       "  --no-loopback     only the veth links\n"
+	       "  --dst-mem KIND    the destination's memory: anon (default; faults resolved\n"
+	       "                    with UFFDIO_COPY, as QEMU and the bare baseline do) or\n"
+	       "                    memfd (what ftrepl-receiver uses: shareable with a VMM)\n"
 	       "\n"
 	       "The veth links need root (network namespaces ftb-<pid>-tx and ftb-<pid>-rx);\n"
 	       "without it only loopback runs. They are removed at the end, on SIGINT/SIGTERM\n"
@@ -148,6 +151,7 @@ enum {
 	OPT_NO_LOOPBACK,
 	OPT_COLD,
 	OPT_NO_IPERF,
+	OPT_DST_MEM,
 	OPT_ALL,
 	OPT_JSON,
 	OPT_PLOT,
@@ -178,6 +182,7 @@ int main(int argc, char **argv)
 	longopts[n++] = (struct option){ "no-loopback", no_argument, NULL, OPT_NO_LOOPBACK };
 	longopts[n++] = (struct option){ "cold-standby", no_argument, NULL, OPT_COLD };
 	longopts[n++] = (struct option){ "no-iperf", no_argument, NULL, OPT_NO_IPERF };
+	longopts[n++] = (struct option){ "dst-mem", required_argument, NULL, OPT_DST_MEM };
 	longopts[n++] = (struct option){ "all", no_argument, NULL, OPT_ALL };
 	longopts[n++] = (struct option){ "json", no_argument, NULL, OPT_JSON };
 	longopts[n++] = (struct option){ "plot", required_argument, NULL, OPT_PLOT };
@@ -257,6 +262,12 @@ int main(int argc, char **argv)
 		case OPT_NO_IPERF:
 			o.no_iperf = true;
 			break;
+		case OPT_DST_MEM:
+			if (strcmp(optarg, "anon") && strcmp(optarg, "memfd"))
+				return usage_error("--dst-mem %s: anon or memfd", optarg);
+			o.dst_memfd = !strcmp(optarg, "memfd");
+			o.dst_mem_set = true;
+			break;
 		case OPT_ALL:
 			o.all = true;
 			break;
@@ -295,6 +306,8 @@ int main(int argc, char **argv)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!mode)
 		return usage_error("choose a mode, e.g. --%s", ftb_modes[0]->name);
+	if (o.dst_mem_set && strcmp(mode->name, "postcopy"))
+		return usage_error("--dst-mem belongs to --postcopy");
 
 	ftb_cleanup_install();
 	if (geteuid() == 0)

@@ -50,6 +50,8 @@ struct ftb_opts {
 	unsigned nlinks;
 	bool links_set;			/* --link-rate was given */
 	bool no_loopback;
+	bool dst_memfd;			/* --postcopy --dst-mem memfd (default anon) */
+	bool dst_mem_set;
 	bool cold_standby;		/* a fresh standby per run (cache populated during it) */
 	bool no_iperf;
 	bool all;			/* --all: the mode's full matrix */

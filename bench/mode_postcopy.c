@@ -396,6 +396,7 @@ struct pc_result {
 struct pc_cfg {
 	uint64_t size;
 	uint64_t wrate;			/* writes/s, 0 = flat out */
+	bool dst_memfd;			/* the destination's memory: memfd, else anon */
 	struct pc_variant var;
 	const char *ip;
 	int tx_ns, rx_ns;
@@ -408,7 +409,7 @@ static void __attribute__((noreturn)) dst_child(const struct pc_cfg *cfg, int re
 	struct ftr_migrate_dst_opts o = {
 		.listen = listen,
 		.cache_size = cfg->size,
-		.mem = FTR_MIG_MEM_ANON,
+		.mem = cfg->dst_memfd ? FTR_MIG_MEM_MEMFD : FTR_MIG_MEM_ANON,
 		.resume_synth = true,
 		.synth_writes = 0,	/* until stopped */
 		.synth_rate = cfg->wrate,
@@ -651,7 +652,7 @@ static int pc_prepare(struct ftb_ctx *c, char *err, size_t errlen)
 
 	if (c->o.epochs || c->o.dup_share >= 0 || c->o.cold_standby || c->o.all) {
 		snprintf(err, errlen, "--postcopy takes --size, --runs, --warmup, --modes, "
-			 "--link-rate, --no-loopback, --no-iperf, --json only");
+			 "--link-rate, --no-loopback, --dst-mem, --no-iperf, --json only");
 		return -EINVAL;
 	}
 	if (avail && need > avail) {
@@ -711,13 +712,15 @@ static int pc_prepare(struct ftb_ctx *c, char *err, size_t errlen)
 	json_object_set_new(c->config, "workload",
 			    json_pack("{s:s, s:i, s:s}", "pattern", "random", "seed", PC_SEED,
 				      "dirty", "workload"));
-	json_object_set_new(c->config, "destination_memory", json_string("anon"));
+	json_object_set_new(c->config, "destination_memory",
+			    json_string(c->o.dst_memfd ? "memfd" : "anon"));
 	json_object_set_new(c->config, "data_channels", json_integer(FTR_MIG_DEFAULT_CHANNELS));
 	fprintf(c->out, "ftbench --postcopy: %" PRIu64 " MiB synthetic workload (random writes, "
 		"%d writes per page beforehand), dirty rates low = %llu writes/s and high = "
-		"%.0fx the link's iperf3 goodput; ftrepl with %d data channels; %u run(s) per "
-		"variant after %u warm-up\n", c->o.size >> 20, PC_ADVANCE_PER_PAGE, PC_LOW_RATE,
-		PC_HIGH_FACTOR, FTR_MIG_DEFAULT_CHANNELS, c->o.runs, c->o.warmup);
+		"%.0fx the link's iperf3 goodput; ftrepl with %d data channels into %s memory; "
+		"%u run(s) per variant after %u warm-up\n", c->o.size >> 20, PC_ADVANCE_PER_PAGE,
+		PC_LOW_RATE, PC_HIGH_FACTOR, FTR_MIG_DEFAULT_CHANNELS,
+		c->o.dst_memfd ? "memfd" : "anonymous", c->o.runs, c->o.warmup);
 	return 0;
 }
 
@@ -930,6 +933,7 @@ static int pc_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char *er
 	struct pc_cfg cfg = {
 		.size = c->o.size,
 		.wrate = s->wrate[g],
+		.dst_memfd = c->o.dst_memfd,
 		.var = s->var[v],
 		.ip = l->veth ? FTB_RX_IP : "127.0.0.1",
 		.tx_ns = l->veth ? s->link.ns_fd[0] : -1,

@@ -506,26 +506,45 @@ START_TEST(hybrid_fill_round)
 }
 END_TEST
 
+/* A hybrid (pages that came before the switch, and after it) and a
+ * postcopy (every page copied in after it, in MEMFD mode straight into the
+ * memfd), in both memory modes (_i: bit 0 the mode, bit 1 postcopy); then
+ * every page discarded and read again. ANON: its content, or zeros for a
+ * page that only the workload's memory held (anonymous memory's
+ * semantics); MEMFD: always its content, which the memfd itself holds too
+ * (read back with pread: what a VMM sharing it would see). */
 START_TEST(discard_after)
 {
-	struct mcase mc = { .mode = FTR_MIG_HYBRID, .rounds = 2, .mem = FTR_MIG_MEM_ANON,
+	bool post = _i & 2;
+	struct mcase mc = { .mode = post ? FTR_MIG_POSTCOPY : FTR_MIG_HYBRID,
+			    .rounds = post ? 0 : 2, .mem = (enum ftr_migrate_mem)(_i & 1),
 			    .size = 16 * MIB, .rate = 20000, .pre_writes = 6000,
 			    .precopy_bw = 40 * MIB };
 	uint64_t npages = mc.size / FTR_SYNTH_PAGE, kept = 0, zeroed = 0, bad = 0;
 	struct ftr_migrate_image img;
 	uint8_t *before = malloc(FTR_SYNTH_PAGE), *zero = calloc(1, FTR_SYNTH_PAGE);
+	uint8_t *infd = malloc(FTR_SYNTH_PAGE);
 	struct run r;
 
 	ck_assert_ptr_nonnull(before);
 	ck_assert_ptr_nonnull(zero);
+	ck_assert_ptr_nonnull(infd);
 	run_checked(&r, &mc);
-	ck_assert_uint_gt(r.sst.precopy_pages, 0);
+	ck_assert_uint_eq(r.sst.precopy_pages > 0, !post);
 	ck_assert_uint_gt(r.sst.pushed_pages + r.sst.requested_pages, 0);
 	ck_assert_int_eq(ftr_migrate_dst_image(r.dst, &img), 0);
+	ck_assert_int_eq(img.memfd >= 0, mc.mem == FTR_MIG_MEM_MEMFD);
 	for (uint64_t p = 0; p < npages; p++) {
 		uint8_t *pg = (uint8_t *)img.regions[0].base + p * FTR_SYNTH_PAGE;
 
 		memcpy(before, pg, FTR_SYNTH_PAGE);
+		if (img.memfd >= 0) {
+			ck_assert_int_eq(pread(img.memfd, infd, FTR_SYNTH_PAGE,
+					       (off_t)(p * FTR_SYNTH_PAGE)), FTR_SYNTH_PAGE);
+			if (memcmp(infd, before, FTR_SYNTH_PAGE) && !bad++)
+				fprintf(stderr, "page %" PRIu64 ": the memfd holds other bytes than "
+					"the mapping\n", p);
+		}
 		ck_assert_int_eq(madvise(pg, FTR_SYNTH_PAGE, MADV_DONTNEED), 0);
 		if (!memcmp(pg, before, FTR_SYNTH_PAGE))	/* faults: served again */
 			kept++;
@@ -538,10 +557,14 @@ START_TEST(discard_after)
 		"(%" PRIu64 " pushed or requested after the switch)\n", kept, zeroed,
 		r.sst.pushed_pages + r.sst.requested_pages);
 	ck_assert_uint_eq(bad, 0);
-	ck_assert_uint_gt(zeroed, 0);
+	if (mc.mem == FTR_MIG_MEM_ANON)
+		ck_assert_uint_gt(zeroed, 0);
+	else
+		ck_assert_uint_eq(zeroed, 0);
 	ck_assert_uint_gt(kept, 0);
 	free(before);
 	free(zero);
+	free(infd);
 	run_free(&r);
 }
 END_TEST
@@ -794,7 +817,7 @@ static Suite *migrate_suite(void)
 	tcase_add_test(tc, hybrid_converge);
 	tcase_add_test(tc, hybrid_cut);
 	tcase_add_test(tc, hybrid_fill_round);
-	tcase_add_test(tc, discard_after);
+	tcase_add_loop_test(tc, discard_after, 0, 4);
 	tcase_add_test(tc, explicit_switch);
 	tcase_add_test(tc, no_converge);
 	tcase_add_test(tc, no_background);

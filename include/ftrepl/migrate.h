@@ -273,7 +273,12 @@ struct ftr_migrate_dst;
 
 enum ftr_migrate_mem {
 	/* The image lives in a memfd; the workload maps it shared, registered
-	 * MISSING|MINOR; a page is mapped (UFFDIO_CONTINUE) once it arrived. */
+	 * MISSING|MINOR. A page that arrived before the switch is mapped
+	 * (UFFDIO_CONTINUE) from the memfd; one arriving after the switch that
+	 * the memfd lacks is copied into it (UFFDIO_COPY through the workload's
+	 * mapping, from the receiving connection's bounce buffer), which
+	 * spares a shmem page fault per page. Either way the memfd holds the
+	 * image. */
 	FTR_MIG_MEM_MEMFD = 0,
 	/* The workload's memory is anonymous, registered MISSING; pages are
 	 * copied in (UFFDIO_COPY) once they arrived: from a receive buffer

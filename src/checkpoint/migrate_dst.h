@@ -12,10 +12,12 @@
  *   MD_RECV   a receiver claimed it and is placing a copy (CAS from NEED:
  *             one receiver per page; a connection that breaks mid-record
  *             puts its claims back to NEED);
- *   MD_FINAL  the final content is in place: in the store, or (ANON mode,
- *             received after the switch) already installed straight from
- *             the receiver's bounce buffer ("bounced": the store never
- *             holds it, and the page turns FINAL only after that install).
+ *   MD_FINAL  the final content is in place: in the store, or (received
+ *             after the switch: every page in ANON mode, a page the memfd
+ *             did not hold yet in MEMFD mode) already installed straight
+ *             from the receiver's bounce buffer (the page turns FINAL only
+ *             after that install; in ANON mode it is "bounced": the store
+ *             never holds it; in MEMFD mode the copy went into the memfd).
  *             Never written again: later copies are dropped.
  * Only a FINAL page is ever installed from the store.
  */
