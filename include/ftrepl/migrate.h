@@ -176,7 +176,7 @@ struct ftr_migrate_status {
 	uint64_t dirty_bytes_per_s;	/* src: dirty rate of the last round */
 	uint64_t bandwidth_bytes_per_s;	/* src: the link's rate as last measured */
 	uint64_t push_pace_bytes_per_s;	/* src: cap of the postcopy push in force
-					 * (postcopy_bw, or 90 % of a measured link
+					 * (postcopy_bw, or 85 % of a measured link
 					 * rate); 0 = unpaced */
 	uint64_t est_downtime_ms;	/* src: what is left / bandwidth, last round */
 	uint64_t pages_sent;		/* src: page payloads + fill pages sent */
@@ -223,8 +223,9 @@ struct ftr_migrate_src_opts {
 	enum ftr_dirty_mode dirty;	/* as ftr_primary_opts.dirty */
 	bool no_background;		/* postcopy: serve requests only, push nothing */
 	uint64_t precopy_bw;		/* bytes/s cap of the precopy rounds; 0 = none */
-	uint64_t postcopy_bw;		/* bytes/s cap of the postcopy push; 0 = 90 % of the
-					 * measured link rate; UINT64_MAX = none */
+	uint64_t postcopy_bw;		/* bytes/s cap of the postcopy push (paced by the
+					 * transport where it can, evenly); 0 = 85 % of
+					 * the measured link rate; UINT64_MAX = none */
 	int recover_timeout_ms;		/* postcopy reconnection window; 0 = 30000 */
 	int heartbeat_ms;		/* 0 = 200 */
 	int timeout_ms;			/* peer silence / stalled record; 0 = 5000 */

@@ -10,8 +10,11 @@
  * store, as often as they come):
  *   MD_NEED   the destination lacks it (or holds an older copy);
  *   MD_RECV   a receiver claimed it and is placing a copy (CAS from NEED:
- *             one receiver per page; a connection that breaks mid-record
- *             puts its claims back to NEED);
+ *             one receiver per page). A receiver claims the pages of a
+ *             record only once the whole record arrived and checked (it
+ *             is received into the connection's scratch first), so a
+ *             page whose record is still trickling in stays NEED and a
+ *             fault on it asks for it on the urgent channel;
  *   MD_FINAL  the final content is in place: in the store, or (received
  *             after the switch: every page in ANON mode, a page the memfd
  *             did not hold yet in MEMFD mode) already installed straight

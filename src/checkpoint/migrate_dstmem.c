@@ -392,7 +392,6 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 	uint32_t nbounce = 0, nstored = 0;
 	struct iovec iov[FTR_WIRE_MAX_BATCH];
 	struct ftr_wire_error werr;
-	uint32_t claimed = count;	/* entries whose mine[] is set */
 	uint64_t kept = 0;
 	int ret = 0;
 
@@ -406,31 +405,20 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 			 ftr_rec_type_name(rec->hdr.type));
 		return -EPROTO;
 	}
+	/* Before the switch pages go straight into the store. After it every
+	 * record is received into scratch first and its pages are claimed
+	 * only once it arrived whole and checked: a page stays NEED while a
+	 * paced data channel trickles its record in (a 1 MiB record takes
+	 * ~20 ms at half of 1 Gbit/s), so a fault on it asks for it on the
+	 * urgent channel instead of waiting for that record. */
+	if (switched && (ret = ensure_scratch(conn))) {
+		snprintf(msg, mlen, "out of memory for a scratch buffer");
+		return ret;
+	}
 	for (uint32_t i = 0; i < count; i++) {
-		uint64_t page = is_pages ? rec->u.pages.ent[i].page : rec->u.zero.ent[i].page;
-		uint64_t g = d->lay.g0[r] + page;
-
-		pages[i] = page;
-		mine[i] = !switched || pstate_claim(d, g);
-		bounce[i] = mine[i] && switched && (anon || !mig_bit_test_atomic(d->seen, g));
-		stored[i] = mine[i] && switched && !bounce[i];
-		nbounce += bounce[i];
-		nstored += stored[i];
-		if (mine[i] && !bounce[i]) {
-			iov[i].iov_base = d->store + page_off(d, r, page);
-		} else if (is_pages || mine[i]) {
-			/* Bounced, or a copy of a page already here (read and
-			 * dropped): its own slot of scratch, so that the data
-			 * CRC still checks. */
-			if ((ret = ensure_scratch(conn))) {
-				snprintf(msg, mlen, "out of memory for a scratch buffer");
-				claimed = i + 1;
-				goto out_unclaim;
-			}
-			iov[i].iov_base = conn->scratch + (uint64_t)i * ps;
-		} else {
-			iov[i].iov_base = NULL;	/* a fill page: nothing to read */
-		}
+		pages[i] = is_pages ? rec->u.pages.ent[i].page : rec->u.zero.ent[i].page;
+		iov[i].iov_base = switched ? conn->scratch + (uint64_t)i * ps
+					   : d->store + page_off(d, r, pages[i]);
 		iov[i].iov_len = ps;
 	}
 	if (is_pages) {
@@ -440,11 +428,37 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 			ret = -EPROTO;
 		}
 		if (ret)
-			goto out_unclaim;
-	} else {
-		for (uint32_t i = 0; i < count; i++)
-			if (mine[i])
+			return ret;
+	}
+	if (!switched) {
+		for (uint32_t i = 0; i < count; i++) {
+			if (!is_pages)
 				memset(iov[i].iov_base, rec->u.zero.ent[i].fill, ps);
+			mig_bit_set_atomic(d->seen, d->lay.g0[r] + pages[i]);
+		}
+		atomic_fetch_add(&d->pages_received, count);
+		return 0;
+	}
+	/* Claims (one receiver per page: this record's copy or another's),
+	 * then the page goes in from scratch: copied into the workload's
+	 * memory (bounce[]), or into the store and mapped from there
+	 * (stored[]: MEMFD, a page the memfd holds since before the switch). */
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t g = d->lay.g0[r] + pages[i];
+		uint8_t *slot = conn->scratch + (uint64_t)i * ps;
+
+		mine[i] = pstate_claim(d, g);
+		bounce[i] = mine[i] && (anon || !mig_bit_test_atomic(d->seen, g));
+		stored[i] = mine[i] && !bounce[i];
+		nbounce += bounce[i];
+		nstored += stored[i];
+		if (!mine[i])
+			continue;
+		if (!is_pages)
+			memset(bounce[i] ? slot : d->store + page_off(d, r, pages[i]),
+			       rec->u.zero.ent[i].fill, ps);
+		else if (stored[i])
+			memcpy(d->store + page_off(d, r, pages[i]), slot, ps);
 	}
 	/* Bounced pages are installed before they turn FINAL: nothing reads
 	 * the store for them (the installer and the fault server only take
@@ -454,38 +468,24 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 	for (uint32_t i = 0; i < count; i++) {
 		uint64_t g = d->lay.g0[r] + pages[i];
 
-		if (!switched) {
-			mig_bit_set_atomic(d->seen, g);
-		} else if (mine[i]) {
-			/* (a MEMFD page copied in is in the memfd: the store) */
-			if (bounce[i] && anon)
-				mig_bit_set_atomic(d->bounced, g);
-			pstate_set(d, g, MD_FINAL);
-			kept++;
-		}
+		if (!mine[i])
+			continue;
+		/* (a MEMFD page copied in is in the memfd: the store) */
+		if (bounce[i] && anon)
+			mig_bit_set_atomic(d->bounced, g);
+		pstate_set(d, g, MD_FINAL);
+		kept++;
 	}
-	if (switched) {
-		if (kept && atomic_fetch_sub(&d->n_need, kept) == kept)
-			md_maybe_bye(d);
-		atomic_fetch_add(&d->pages_received, kept);
-		atomic_fetch_add(&d->dup_pages, count - kept);
-		/* Install first: that ioctl wakes the faulting threads; the
-		 * fault server, woken after, finds its pages in place. */
-		if (nstored)
-			install_list(d, r, pages, stored, count, NULL);
-		md_wake_waiters(d);
-	} else {
-		atomic_fetch_add(&d->pages_received, count);
-	}
+	if (kept && atomic_fetch_sub(&d->n_need, kept) == kept)
+		md_maybe_bye(d);
+	atomic_fetch_add(&d->pages_received, kept);
+	atomic_fetch_add(&d->dup_pages, count - kept);
+	/* Install first: that ioctl wakes the faulting threads; the fault
+	 * server, woken after, finds its pages in place. */
+	if (nstored)
+		install_list(d, r, pages, stored, count, NULL);
+	md_wake_waiters(d);
 	return 0;
-
-out_unclaim:
-	if (switched) {
-		for (uint32_t i = 0; i < claimed; i++)
-			if (mine[i])
-				pstate_set(d, d->lay.g0[r] + pages[i], MD_NEED);
-	}
-	return ret;
 }
 
 /* ---- the fault server's page source --------------------------------------------------- */

@@ -32,8 +32,9 @@
 /* ---- logging -----------------------------------------------------------
  * One line per event to stderr: "ident: LEVEL [prefix] message". Each .c
  * file may #define FTR_LOG_PREFIX "tcp" before including this header.
- * The macros are single statements and preserve errno. Datapath code
- * (per page) must not log.
+ * The macros are single statements and preserve errno. Their arguments
+ * are evaluated only when the level is enabled: no side effects in them.
+ * Datapath code (per page) must not log.
  */
 #ifndef FTR_LOG_PREFIX
 #define FTR_LOG_PREFIX NULL
