@@ -431,8 +431,7 @@ static void data_loop(struct md_conn *c)
 			if (ret == -EPROTO) {
 				md_fail_tell(d, c->chan, "bad %s on channel %u: %s",
 					     ftr_rec_type_name(c->rec->hdr.type), c->role, msg);
-			} else if (ret == -ENOMEM || ret == -ENOSPC || ret == -EFBIG ||
-				   ret == -EDQUOT) {
+			} else if (ret == -ENOMEM) {
 				/* this host's memory, not the connection */
 				md_fail_tell(d, c->chan, "channel %u: %s", c->role, msg);
 			} else if (ret) {

@@ -185,23 +185,27 @@ static void note_install(struct ftr_migrate_dst *d, uint64_t g, uint64_t n)
 
 /* MEMFD mode: a bounced page's UFFDIO_COPY found a page in the memfd
  * already (none should be there: the page never arrived before the
- * switch). Whatever it holds, the final content is written over it and
- * mapped, so that the workload never sees anything else. */
-static int overwrite_memfd_page(struct ftr_migrate_dst *d, uint64_t addr, uint64_t off,
-				const uint8_t *src)
+ * switch). Whatever it holds, the final content (at src) is written over
+ * it and mapped, so that the workload never sees anything else. False
+ * when that failed (the destination failed with it). */
+static bool overwrite_memfd_page(struct ftr_migrate_dst *d, uint32_t r, uint64_t page,
+				 const uint8_t *src)
 {
-	const uint64_t ps = d->lay.page_size;
-	struct uffdio_continue c = { .range = { .start = addr, .len = ps } };
+	const uint64_t ps = d->lay.page_size, off = page_off(d, r, page);
+	struct uffdio_continue c = {
+		.range = { .start = (uint64_t)(uintptr_t)d->wmem + off, .len = ps }
+	};
 	ssize_t n;
 
 	do {
 		n = pwrite(d->memfd, src, ps, (off_t)off);
 	} while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)ps)
-		return n < 0 ? -errno : -EIO;
-	if (ioctl(d->uffd, UFFDIO_CONTINUE, &c) && errno != EEXIST)
-		return -errno;
-	return 0;
+	if (n == (ssize_t)ps && (!ioctl(d->uffd, UFFDIO_CONTINUE, &c) || errno == EEXIST))
+		return true;
+	md_fail(d, "overwriting region %u page %" PRIu64 " in the memfd (%s): %s", r, page,
+		n == (ssize_t)ps ? "UFFDIO_CONTINUE" : "pwrite", n < 0 || n == (ssize_t)ps ?
+		strerror(errno) : "short write");
+	return false;
 }
 
 /*
@@ -250,16 +254,9 @@ static void md_install_from(struct ftr_migrate_dst *d, uint32_t r, uint64_t page
 		}
 		switch (errno) {
 		case EEXIST:
-			if (d->o.mem == FTR_MIG_MEM_MEMFD && bounced) {
-				int err = overwrite_memfd_page(d, addr + off * ps,
-							       page_off(d, r, page + off),
-							       src + off * ps);
-
-				if (err) {
-					errno = -err;
-					goto fail;
-				}
-			}
+			if (d->o.mem == FTR_MIG_MEM_MEMFD && bounced &&
+			    !overwrite_memfd_page(d, r, page + off, src + off * ps))
+				return;
 			ftr_uffd_wake(d->uffd, (void *)(uintptr_t)(addr + off * ps), ps);
 			/* fall through */
 		case ENOENT:
@@ -274,7 +271,6 @@ static void md_install_from(struct ftr_migrate_dst *d, uint32_t r, uint64_t page
 			}
 			/* fall through */
 		default:
-fail:
 			md_fail(d, "installing region %u page %" PRIu64 " (%s): %s", r, page + off,
 				d->o.mem == FTR_MIG_MEM_MEMFD && !bounced ? "UFFDIO_CONTINUE" :
 									    "UFFDIO_COPY",

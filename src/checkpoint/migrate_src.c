@@ -48,7 +48,11 @@
 
 #define MS_PAUSE_TIMEOUT_MS 5000
 #define MS_URGENT_IDLE_MS 200
-#define MS_MIN_BW_BYTES (4ull << 20)	/* a round this big measures bandwidth */
+/* A rate measured on fewer than MS_MIN_BW_BYTES of payload (a round's or
+ * a window's) is no measure of the link: an image of mostly fill pages
+ * sends few bytes in a round's time. Postcopy is then paced by nothing
+ * rather than by such a rate. */
+#define MS_MIN_BW_BYTES (4ull << 20)
 #define MS_PROBE_MS 50			/* dirty-rate probe into a round */
 /* Hybrid: the link's rate is measured over [MS_BW_FROM_MS, +MS_BW_SPAN_MS]
  * of a round (past the burst that fills the socket buffers) to decide
@@ -66,10 +70,6 @@
  * to r_d * T of it to send again; at r_d >= r_link / 2 that is half or more
  * of what the round sent, and postcopy moves every page once. */
 #define MS_PAYOFF_DIV FTR_MIG_HYBRID_PAYOFF_DIV
-/* A rate measured on fewer than MS_MIN_BW_BYTES of payload (a round's or
- * a window's) is no measure of the link: an image of mostly fill pages
- * sends few bytes in a round's time. Postcopy is then paced by nothing
- * rather than by such a rate. */
 /* Postcopy: background pages go out at this share of the link's rate, so
  * that the link's queue stays short and a fault's request and its pages
  * (the urgent channel) never wait behind a queue of pushed pages. The
@@ -1247,7 +1247,7 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 						   : FTR_MIG_DEFAULT_HYBRID_ROUNDS;
 	for (uint64_t r = 1;; r++) {
 		uint64_t t0 = ftr_now_ns(), t1, left, bw, est_ms, dirty_bps;
-		bool cut;
+		bool cut, measured = false;
 
 		bytes0 = atomic_load(&s->bytes_sent);
 		pages_r = mig_bitmap_count(&s->lay, s->stale);
@@ -1270,6 +1270,7 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 			if (moved >= MS_MIN_BW_BYTES || moved > s->bw_sample || !bw) {
 				bw = moved * 1000000000ull / (t1 - t0);
 				s->bw_sample = moved;
+				measured = true;
 			}
 		}
 		if ((ret = pause_wl(s)))
@@ -1291,7 +1292,7 @@ static int precopy(struct ftr_migrate_src *s, enum ms_switch *how)
 		est_ms = bw ? left * s->lay.page_size * 1000ull / bw : UINT64_MAX;
 		pthread_mutex_lock(&s->lock);
 		s->round = (uint32_t)r;
-		if (bw != s->bw_bps)	/* a new measurement (else an early cut's) */
+		if (measured)	/* (else bw_bps is a cut's, with its own bw_paces) */
 			s->bw_paces = s->bw_sample >= MS_MIN_BW_BYTES;
 		s->bw_bps = bw;
 		s->dirty_bps = dirty_bps;
