@@ -250,6 +250,13 @@ struct ftb_tcp_ref {
  * (loopback only). Returns 0 or -errno. */
 int ftb_tcp_reference(int tx_ns, int rx_ns, const char *rx_ip, double seconds, bool no_iperf,
 		      struct ftb_tcp_ref *out, char *err, size_t errlen);
+/* bare_stream.c: size bytes over TCP from tx_ns to rx_ns (-1: this one)
+ * towards rx_ip on nstreams connections, received into a bounce buffer and
+ * installed into anonymous memory with UFFDIO_COPY, 1 MiB at a time, with
+ * nothing else (postcopy's floor). *seconds: the receiver's first accept
+ * to its last install. At most timeout_ms. Returns 0 or -errno. */
+int ftb_bare_stream(int tx_ns, int rx_ns, const char *rx_ip, uint64_t size, unsigned nstreams,
+		    int timeout_ms, double *seconds, char *err, size_t errlen);
 /* memcpy of 4 KiB pages, GB/s (1e9 bytes), best of a few passes. */
 double ftb_memcpy_gbps(void);
 

@@ -178,6 +178,9 @@ struct pc_link {
 	double rtt_med_us, rtt_p99_us;
 	double page_rtt_med_us;		/* 4 KiB towards the destination, 1 byte back */
 	char rtt_err[128];
+	bool have_floor;		/* ftb_bare_stream: the region into uffd memory */
+	double floor_s;
+	char floor_err[160];
 };
 
 struct pc_state {
@@ -761,6 +764,17 @@ static int measure_link(struct ftb_ctx *c, struct pc_state *s, unsigned g, struc
 		ftb_note("[%s] no RTT: %s", c->groups[g].name, l->rtt_err);
 	else
 		l->have_rtt = true;
+	/* the floor: the region over the same number of streams into
+	 * anonymous memory with UFFDIO_COPY and nothing else */
+	ret = ftb_bare_stream(tx, rx, ip, c->o.size, FTR_MIG_DEFAULT_CHANNELS,
+			      (int)fmin(60000 + 5000.0 * (double)c->o.size /
+						    fmax(link_bytes_s(l), 100e6),
+					3600000.0),
+			      &l->floor_s, l->floor_err, sizeof(l->floor_err));
+	if (ret)
+		ftb_note("[%s] no transfer floor: %s", c->groups[g].name, l->floor_err);
+	else
+		l->have_floor = true;
 	if (!s->have_bare && !s->bare_err[0]) {
 		struct ftb_bare_result br;
 
@@ -776,10 +790,11 @@ static int measure_link(struct ftb_ctx *c, struct pc_state *s, unsigned g, struc
 		}
 	}
 	l->measured = true;
-	ftb_note("[%s] %s %.3f Gbit/s; 1-byte TCP RTT %.1f us; bare UFFDIO_COPY %.1f us",
-		 c->groups[g].name, l->have_ref ? l->ref.tool : "no reference",
-		 l->have_ref ? l->ref.gbit_s : 0.0, l->have_rtt ? l->rtt_med_us : 0.0,
-		 s->have_bare ? s->bare_med_us : 0.0);
+	ftb_note("[%s] %s %.3f Gbit/s; 1-byte TCP RTT %.1f us; bare UFFDIO_COPY %.1f us; "
+		 "transfer floor %.2f s", c->groups[g].name,
+		 l->have_ref ? l->ref.tool : "no reference", l->have_ref ? l->ref.gbit_s : 0.0,
+		 l->have_rtt ? l->rtt_med_us : 0.0, s->have_bare ? s->bare_med_us : 0.0,
+		 l->have_floor ? l->floor_s : 0.0);
 	return 0;
 }
 
@@ -1252,7 +1267,7 @@ static void pc_summary(struct ftb_ctx *c)
 	struct pc_state *s = c->priv;
 	json_t *checks = json_array(), *nc = json_array(), *links = json_array();
 	FILE *o = c->out;
-	char d[320], lname[32];
+	char d[480], lname[32];
 
 	fprintf(o, "\nBaselines (same run):\n");
 	for (unsigned l = 0; l < s->nlinks; l++) {
@@ -1273,9 +1288,19 @@ static void pc_summary(struct ftb_ctx *c)
 				k->page_rtt_med_us);
 		else
 			fprintf(o, "; RTT not measured: %s", k->rtt_err);
+		if (k->have_floor)
+			fprintf(o, "\n             transfer floor (the region over %d streams into "
+				"userfaultfd memory with UFFDIO_COPY, no protocol, no checksum) "
+				"%.2f s = %.2fx size/bandwidth", FTR_MIG_DEFAULT_CHANNELS,
+				k->floor_s, bw ? k->floor_s / ((double)c->o.size / bw) : 0.0);
+		else
+			fprintf(o, "\n             transfer floor not measured: %s", k->floor_err);
 		fputc('\n', o);
 		json_array_append_new(
-			links, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}", "link", lname, "gbit_s",
+			links, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "link", lname,
+					 "floor_s",
+					 k->have_floor ? json_real(k->floor_s) : json_null(),
+					 "gbit_s",
 					 k->have_ref ? json_real(k->ref.gbit_s) : json_null(),
 					 "size_over_bandwidth_s",
 					 bw ? json_real((double)c->o.size / bw) : json_null(),
@@ -1340,6 +1365,12 @@ static void pc_summary(struct ftb_ctx *c)
 					snprintf(d, sizeof(d), "%.2f s / %.2f s = %.2fx",
 						 med(c, g, v, M_TOTAL_S), t_link, x);
 				}
+				if (k->have_floor)
+					snprintf(d + strlen(d), sizeof(d) - strlen(d),
+						 "; the transfer floor itself %.2fx (%.2f s), "
+						 "the total %.2fx the floor",
+						 k->floor_s / t_link, k->floor_s,
+						 med(c, g, v, M_TOTAL_S) / k->floor_s);
 				json_array_append_new(checks,
 					check(o, gn, vn, "hybrid total within 1.3x of size/bw",
 					      x <= PC_HYBRID_MAX_X, x, d));
