@@ -1417,13 +1417,15 @@ const struct ftb_mode ftb_mode_postcopy = {
 		   "postcopy / hybrid[-N], over loopback and a tbf-shaped veth (needs root),\n"
 		   "at a low dirty rate (2000 writes/s) and at 2x the link's iperf3 goodput:\n"
 		   "total time, downtime, fault latency median/p99, pages moved; baselines in\n"
-		   "the same run: iperf3 (size/bandwidth), a 1-byte TCP ping-pong, a bare\n"
-		   "UFFDIO_COPY fault; precopy that cannot converge says 'did not converge'.\n"
+		   "the same run: iperf3 (size/bandwidth; also 1 s before and after each run),\n"
+		   "a transfer floor (the region into userfaultfd memory with UFFDIO_COPY and\n"
+		   "nothing else), a 1-byte TCP ping-pong, a bare UFFDIO_COPY fault; precopy\n"
+		   "that cannot converge says 'did not converge'.\n"
 		   "qemu-* variants: QEMU 7.2 (TCG) migrating a test guest of the same size\n"
 		   "writing pages at the same rate, on the same links, in the same run, with\n"
 		   "ftrepl/QEMU ratios (skipped, with the reason, without qemu-system-x86_64)",
 	.example = "ftbench --postcopy --size 128M",
-	.duration = "takes about 1.5 min at 128M; about 7 min with the defaults (1G, 1 run,\n"
+	.duration = "takes about 1.5 min at 128M; about 12 min with the defaults (1G, 1 run,\n"
 		    "no warm-up; a 1G migration over 1 Gbit/s takes ~9 s per round; the qemu-*\n"
 		    "variants add ~3 min at 1G, 45 s at 128M)",
 	.default_variants = "precopy-5,postcopy,hybrid,hybrid-1,qemu-precopy-5,qemu-postcopy,"
