@@ -70,6 +70,8 @@ static void *rx_stream(void *arg)
 					  .src = (uintptr_t)bounce, .len = n };
 		size_t got = 0;
 
+		/* MSG_WAITALL: one syscall per piece, the cheapest receive
+		 * (ftb_read_full would poll before each read) */
 		while (got < n) {
 			ssize_t r = recv(st->fd, bounce + got, n - got, MSG_WAITALL);
 
@@ -125,31 +127,24 @@ static void slice(uint64_t size, unsigned n, unsigned i, uint64_t *off, uint64_t
 static void __attribute__((noreturn)) rx_child(const char *ip, uint64_t size, unsigned n,
 					       int fd)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof(a);
 	struct bs_stream st[FTB_BS_MAX_STREAMS];
 	pthread_t th[FTB_BS_MAX_STREAMS];
 	struct bs_res r = { .ret = 0 };
 	uint8_t *map;
 	uint16_t port = 0;
 	uint64_t t0 = 0;
-	int ls, uffd;
+	int ls = -1, uffd;
 
 	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		   -1, 0);
 	uffd = ftr_uffd_open(0, false, NULL, NULL, NULL);
-	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	inet_pton(AF_INET, ip, &a.sin_addr);
-	if (map == MAP_FAILED || uffd < 0 ||
-	    ftr_uffd_register(uffd, map, size, UFFDIO_REGISTER_MODE_MISSING, NULL) || ls < 0 ||
-	    bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, (int)n) ||
-	    getsockname(ls, (struct sockaddr *)&a, &alen)) {
-		ftb_write_full(fd, &port, sizeof(port));
+	if (map != MAP_FAILED && uffd >= 0 &&
+	    !ftr_uffd_register(uffd, map, size, UFFDIO_REGISTER_MODE_MISSING, NULL))
+		ls = ftb_listen_tcp(ip, (int)n, &port);
+	ftb_write_full(fd, &port, sizeof(port));	/* 0: it failed */
+	if (ls < 0)
 		_exit(1);
-	}
 	set_timeouts(ls);
-	port = ntohs(a.sin_port);
-	ftb_write_full(fd, &port, sizeof(port));
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t off, len;
 
@@ -218,6 +213,15 @@ static void __attribute__((noreturn)) tx_child(const char *ip, uint16_t port, ui
 	_exit(0);
 }
 
+/* Waits for a child, killing it if it does not end within 10 s. */
+static void reap(pid_t pid)
+{
+	if (pid > 0 && ftb_wait(pid, 10000) < 0) {
+		ftb_kill(pid);
+		ftb_wait(pid, 10000);
+	}
+}
+
 int ftb_bare_stream(int tx_ns, int rx_ns, const char *rx_ip, uint64_t size, unsigned nstreams,
 		    int timeout_ms, double *seconds, char *err, size_t errlen)
 {
@@ -276,12 +280,8 @@ out:
 		ftb_kill(tx);
 		ftb_kill(rx);
 	}
-	for (pid_t *p = (pid_t[]){ tx, rx }, *e = p + 2; p < e; p++) {
-		if (*p > 0 && ftb_wait(*p, 10000) < 0) {
-			ftb_kill(*p);
-			ftb_wait(*p, 10000);
-		}
-	}
+	reap(tx);
+	reap(rx);
 	close(rp[0]);
 	close(rp[1]);
 	return ret;

@@ -111,17 +111,12 @@ static int bulk_run(int tx_ns, int rx_ns, const char *rx_ip, double seconds,
 		return -errno;
 	rx = ftb_fork(rx_ns);
 	if (rx == 0) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		socklen_t sl = sizeof(sa);
 		size_t bufsz = 1 << 20;
 		char *buf = malloc(bufsz);
-		int ls = socket(AF_INET, SOCK_STREAM, 0), s;
+		int ls = ftb_listen_tcp(rx_ip, 1, &port), s;
 
-		inet_pton(AF_INET, rx_ip, &sa.sin_addr);
-		if (!buf || ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) ||
-		    listen(ls, 1) || getsockname(ls, (struct sockaddr *)&sa, &sl))
+		if (!buf || ls < 0)
 			_exit(1);
-		port = ntohs(sa.sin_port);
 		if (write(port_pipe[1], &port, sizeof(port)) != sizeof(port))
 			_exit(1);
 		s = accept(ls, NULL, NULL);

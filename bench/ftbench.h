@@ -193,6 +193,9 @@ bool ftb_have_program(const char *argv0);
 
 uint64_t ftb_now_ns(void);
 uint64_t ftb_clock_ns(int clockid);
+/* A TCP socket listening on ip, port chosen by the kernel (*port). Returns
+ * the fd (close-on-exec) or -errno. */
+int ftb_listen_tcp(const char *ip, int backlog, uint16_t *port);
 
 /* A primary engine run on a thread of a benchmark child: ftb_engine_main
  * (the pthread function) runs ftr_primary_run(p), keeps its result, the

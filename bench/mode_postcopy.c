@@ -242,21 +242,13 @@ static int parse_variant(const char *name, struct pc_variant *v)
 
 static void __attribute__((noreturn)) pong_child(const char *ip, int port_fd)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof(a);
-	int ls, s, one = 1;
 	uint16_t port = 0;
+	int ls = ftb_listen_tcp(ip, 1, &port), s, one = 1;
 	char b;
 
-	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	inet_pton(AF_INET, ip, &a.sin_addr);
-	if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, 1) ||
-	    getsockname(ls, (struct sockaddr *)&a, &alen)) {
-		ftb_write_full(port_fd, &port, sizeof(port));
+	ftb_write_full(port_fd, &port, sizeof(port));	/* 0: it failed */
+	if (ls < 0)
 		_exit(1);
-	}
-	port = ntohs(a.sin_port);
-	ftb_write_full(port_fd, &port, sizeof(port));
 	s = accept(ls, NULL, NULL);
 	if (s < 0)
 		_exit(1);

@@ -17,8 +17,10 @@
  * nothing else. Only the main process acts on it; a forked child that
  * inherits it resets its signal handlers and never calls exit().
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +29,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -344,4 +347,25 @@ bool ftb_have_program(const char *argv0)
 			path++;
 	}
 	return false;
+}
+
+int ftb_listen_tcp(const char *ip, int backlog, uint16_t *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+	int ls, err;
+
+	if (inet_pton(AF_INET, ip, &a.sin_addr) != 1)
+		return -EINVAL;
+	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ls < 0)
+		return -errno;
+	if (bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, backlog) ||
+	    getsockname(ls, (struct sockaddr *)&a, &alen)) {
+		err = -errno;
+		close(ls);
+		return err;
+	}
+	*port = ntohs(a.sin_port);
+	return ls;
 }

@@ -1614,13 +1614,14 @@ static bool cap_push(struct ftr_migrate_src *s, uint64_t cap)
 	return kernel;
 }
 
-/* postcopy_bw: the push's cap from its first page (UINT64_MAX: none). */
+/* postcopy_bw: the push's cap from its first page (UINT64_MAX: none).
+ * Only with a push (the caller checks no_background). */
 static void fixed_pace_push(struct ftr_migrate_src *s)
 {
 	uint64_t cap = s->o.postcopy_bw;
 	bool kernel;
 
-	if (!cap || cap == UINT64_MAX || s->o.no_background)
+	if (!cap || cap == UINT64_MAX)
 		return;
 	kernel = cap_push(s, cap);
 	pr_info("postcopy: background pages capped at %.1f MB/s (postcopy_bw, paced by %s)",
