@@ -1144,18 +1144,21 @@ static json_t *check(FILE *o, const char *group, const char *variant, const char
 
 #define HYBRID_TARGET "hybrid total within 1.3x of size/bw"
 
-/* The hybrid target where its condition does not hold: the writer (flat
- * out: dirty bytes/s measured by the source) did not dirty faster than the
- * link (bw bytes/s). Printed with the ratio, for reference. */
+/* The hybrid target where its condition does not hold: the writer (dirty
+ * bytes/s measured by the source; asked_bps asked for, 0 = flat out) did
+ * not dirty faster than the link (bw bytes/s). Printed with the ratio, for
+ * reference. */
 static json_t *not_applicable(FILE *o, const char *group, const char *variant,
-			      const char *what, double value, double dirty, double bw,
-			      const char *detail)
+			      const char *what, double value, double dirty, double asked_bps,
+			      double bw, const char *detail)
 {
-	char why[192];
+	char why[256], asked[48] = "flat out";
 
-	snprintf(why, sizeof(why), "the writer flat out dirtied %.0f MB/s in the precopy round, "
-		 "below the link's %.0f MB/s around the runs: the target is for a dirty rate "
-		 "above the link", dirty / 1e6, bw / 1e6);
+	if (asked_bps)
+		snprintf(asked, sizeof(asked), "%.0f MB/s", asked_bps / 1e6);
+	snprintf(why, sizeof(why), "the writer dirtied %.0f MB/s in the precopy round (asked for: "
+		 "%s), below the link's %.0f MB/s around the runs: the target is for a dirty rate "
+		 "above the link", dirty / 1e6, asked, bw / 1e6);
 	fprintf(o, "  %-16s %-10s %-44s n/a (%s; for reference %.2fx: %s)\n", group, variant, what,
 		why, value, detail);
 	return json_pack("{s:s, s:s, s:s, s:o, s:b, s:s, s:f, s:s}", "group", group, "variant",
@@ -1393,12 +1396,15 @@ static void pc_summary(struct ftb_ctx *c)
 						 k->floor_s / t_link, k->floor_s,
 						 med(c, g, v, M_TOTAL_S) / k->floor_s);
 				/* the issue's target is for a dirty rate above
-				 * the link: the rate asked for, or flat out the
-				 * rate the source measured in its precopy round
-				 * (unknown: taken as above), against the link
-				 * around the runs */
-				hd = s->wrate[g] ? (double)s->wrate[g] * PC_PAGE
-						 : med(c, g, v, M_DIRTY_MBS) * 1e6;
+				 * the link: the rate the source measured in its
+				 * precopy round (what the writer achieved: it
+				 * may fall short of the rate asked for), else
+				 * the rate asked for (flat out and unmeasured:
+				 * taken as above), against the link around the
+				 * runs */
+				hd = med(c, g, v, M_DIRTY_MBS) * 1e6;
+				if (!hd)
+					hd = (double)s->wrate[g] * PC_PAGE;
 				hl = rl.n && rl.min > 0 ? rl.median * 1e9 / 8 : bw;
 				if (!hd || hd > hl)
 					json_array_append_new(checks,
@@ -1406,8 +1412,9 @@ static void pc_summary(struct ftb_ctx *c)
 						      x <= PC_HYBRID_MAX_X, x, d));
 				else
 					json_array_append_new(checks,
-						not_applicable(o, gn, vn, HYBRID_TARGET, x, hd, hl,
-							       d));
+						not_applicable(o, gn, vn, HYBRID_TARGET, x, hd,
+							       (double)s->wrate[g] * PC_PAGE,
+							       hl, d));
 			}
 			snprintf(d, sizeof(d), "%.1f ms", med(c, g, v, M_DOWNTIME_MS));
 			json_array_append_new(checks, check(o, gn, vn, "downtime under 50 ms",
