@@ -17,6 +17,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -1151,6 +1153,52 @@ START_TEST(test_accept_timeout_and_shutdown)
 }
 END_TEST
 
+/* Both ends of a loopback connection, and of one to this host's own
+ * non-loopback address, know their peer is local (a migration source then
+ * leaves its postcopy push unpaced); no channel: false. */
+START_TEST(test_peer_is_local)
+{
+	struct ifaddrs *ifs, *ifa;
+	struct pair p = { 0 };
+	char addr[80], host[INET_ADDRSTRLEN];
+	bool other = false;
+
+	pair_open(&p, "writev");
+	ck_assert(ftr_chan_peer_is_local(p.tx));
+	ck_assert(ftr_chan_peer_is_local(p.rx));
+	pair_close(&p);
+	ck_assert(!ftr_chan_peer_is_local(NULL));
+
+	/* the first IPv4 address of an interface that is not loopback */
+	ck_assert_int_eq(getifaddrs(&ifs), 0);
+	for (ifa = ifs; ifa && !other; ifa = ifa->ifa_next) {
+		struct ftr_listener *l;
+		struct ftr_chan *tx, *rx;
+
+		if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET ||
+		    (ifa->ifa_flags & IFF_LOOPBACK) || !(ifa->ifa_flags & IFF_UP))
+			continue;
+		inet_ntop(AF_INET, &((struct sockaddr_in *)ifa->ifa_addr)->sin_addr, host,
+			  sizeof(host));
+		snprintf(addr, sizeof(addr), "%s:0", host);
+		if (ftr_tp_listen(NULL, addr, &l))
+			continue;
+		snprintf(addr, sizeof(addr), "%s:%u", host, ftr_listener_port(l));
+		ck_assert_int_eq(ftr_tp_connect(NULL, addr, 2000, &tx), 0);
+		ck_assert_int_eq(ftr_tp_accept(l, 2000, &rx), 0);
+		ck_assert_msg(ftr_chan_peer_is_local(tx) && ftr_chan_peer_is_local(rx),
+			      "a connection to this host's %s is not taken as local", host);
+		ftr_chan_close(tx);
+		ftr_chan_close(rx);
+		ftr_listener_close(l);
+		other = true;
+	}
+	freeifaddrs(ifs);
+	if (!other)
+		fprintf(stderr, "no IPv4 address but loopback here: that part skipped\n");
+}
+END_TEST
+
 START_TEST(test_ipv6_and_reg_mem)
 {
 	struct ftr_listener *l;
@@ -1175,6 +1223,7 @@ START_TEST(test_ipv6_and_reg_mem)
 		ck_assert_int_eq(send_heartbeat(tx, 9), 0);
 		ck_assert_int_eq(ftr_chan_recv_head(rx, buf, sizeof(buf), &hdr, 2000, &err), 64);
 		ck_assert_uint_eq(hdr.seq, 9);
+		ck_assert(ftr_chan_peer_is_local(tx) && ftr_chan_peer_is_local(rx));
 
 		ck_assert_int_eq(ftr_chan_reg_mem(rx, buf, sizeof(buf), FTR_MR_STAGING, &mr), 0);
 		ftr_mr_dereg(mr);
@@ -1638,6 +1687,7 @@ static Suite *transport_suite(void)
 	tcase_add_test(ta, test_connect_timeout);
 	tcase_add_test(ta, test_accept_timeout_and_shutdown);
 	tcase_add_test(ta, test_ipv6_and_reg_mem);
+	tcase_add_test(ta, test_peer_is_local);
 	suite_add_tcase(s, ta);
 	return s;
 }

@@ -177,7 +177,8 @@ struct ftr_migrate_status {
 	uint64_t bandwidth_bytes_per_s;	/* src: the link's rate as last measured */
 	uint64_t push_pace_bytes_per_s;	/* src: cap of the postcopy push in force
 					 * (postcopy_bw, or 85 % of a measured link
-					 * rate); 0 = unpaced */
+					 * rate); 0 = unpaced (also: a destination
+					 * on this host) */
 	uint64_t est_downtime_ms;	/* src: what is left / bandwidth, last round */
 	uint64_t pages_sent;		/* src: page payloads + fill pages sent */
 	uint64_t bytes_sent;		/* src: page payload bytes sent */
@@ -225,7 +226,9 @@ struct ftr_migrate_src_opts {
 	uint64_t precopy_bw;		/* bytes/s cap of the precopy rounds; 0 = none */
 	uint64_t postcopy_bw;		/* bytes/s cap of the postcopy push (paced by the
 					 * transport where it can, evenly); 0 = 85 % of
-					 * the measured link rate; UINT64_MAX = none */
+					 * the measured link rate, none when every
+					 * data channel's peer is on this host
+					 * (ftr_chan_peer_is_local); UINT64_MAX = none */
 	int recover_timeout_ms;		/* postcopy reconnection window; 0 = 30000 */
 	int heartbeat_ms;		/* 0 = 200 */
 	int timeout_ms;			/* peer silence / stalled record; 0 = 5000 */

@@ -143,6 +143,11 @@ int ftr_chan_flush(struct ftr_chan *c);
  * qdisc). Returns 0, or -EOPNOTSUPP when the transport cannot (the caller
  * may pace itself). */
 int ftr_chan_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s);
+/* True when the channel's peer is on this host, so no link lies between
+ * them whose queue one channel's bytes could make another's wait in (tcp:
+ * a loopback address, or the peer's address is this end's own). False
+ * when unknown. */
+bool ftr_chan_peer_is_local(struct ftr_chan *c);
 
 /* Mid-record stall limit: once a record has started arriving, each further
  * wait for bytes is bounded by this (default 10000 ms). */

@@ -1628,8 +1628,24 @@ static void fixed_pace_push(struct ftr_migrate_src *s)
 		cap / 1e6, kernel ? "the transport" : "ftrepl");
 }
 
+/* True when every data channel's peer is on this host. */
+static bool dst_is_local(struct ftr_migrate_src *s)
+{
+	bool local = s->nch > 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t i = 1; i <= s->nch && local; i++)
+		local = s->data[i] && ftr_chan_peer_is_local(s->data[i]);
+	pthread_mutex_unlock(&s->lock);
+	return local;
+}
+
 /* Without postcopy_bw: caps the push at MS_PUSH_SHARE_PCT of the link's
- * rate (measured by precopy, or over the first moments of the push). */
+ * rate (measured by precopy, or over the first moments of the push), so
+ * that the replies to faults do not wait behind push data in the link's
+ * queue. A destination on this host has no link (loopback has no queue:
+ * the urgent channel's bytes never wait behind a data channel's): no cap,
+ * the push goes as fast as the CPUs move it. */
 static void auto_pace_push(struct ftr_migrate_src *s)
 {
 	uint64_t bw, cap;
@@ -1637,6 +1653,11 @@ static void auto_pace_push(struct ftr_migrate_src *s)
 
 	if (s->o.postcopy_bw || s->o.no_background)
 		return;
+	if (dst_is_local(s)) {
+		pr_info("postcopy: background pages unpaced: the destination is on this host "
+			"(no link queue for a fault's reply to wait in)");
+		return;
+	}
 	pthread_mutex_lock(&s->lock);
 	/* rounds capped by precopy_bw measured the cap, not the link */
 	bw = s->o.precopy_bw || !s->bw_paces ? 0 : s->bw_bps;

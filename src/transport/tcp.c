@@ -1700,6 +1700,46 @@ static int tcp_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	return 0;
 }
 
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(in6) ||
+		       (IN6_IS_ADDR_V4MAPPED(in6) && in6->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/* A loopback peer, or one at this end's own address (a connection to the
+ * host's own address goes over loopback too). */
+static bool tcp_peer_is_local(struct ftr_chan *c)
+{
+	struct sockaddr_storage me, peer;
+	socklen_t ml = sizeof(me), pl = sizeof(peer);
+	int fd = to_tcp(c)->fd;
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &pl) ||
+	    getsockname(fd, (struct sockaddr *)&me, &ml))
+		return false;
+	if (is_loopback(&peer))
+		return true;
+	if (peer.ss_family != me.ss_family)
+		return false;
+	if (peer.ss_family == AF_INET)
+		return ((struct sockaddr_in *)&peer)->sin_addr.s_addr ==
+		       ((struct sockaddr_in *)&me)->sin_addr.s_addr;
+	if (peer.ss_family == AF_INET6)
+		return !memcmp(&((struct sockaddr_in6 *)&peer)->sin6_addr,
+			       &((struct sockaddr_in6 *)&me)->sin6_addr, sizeof(struct in6_addr));
+	return false;
+}
+
 /* ---- the ops table ------------------------------------------------------------ */
 
 const struct ftr_transport_ops ftr_tcp_transport = {
@@ -1718,4 +1758,5 @@ const struct ftr_transport_ops ftr_tcp_transport = {
 	.shutdown = tcp_shutdown,
 	.close = tcp_close,
 	.set_pacing = tcp_set_pacing,
+	.peer_is_local = tcp_peer_is_local,
 };

@@ -300,6 +300,11 @@ int ftr_chan_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	return c->ops->set_pacing(c, bytes_per_s);
 }
 
+bool ftr_chan_peer_is_local(struct ftr_chan *c)
+{
+	return c && c->ops->peer_is_local && c->ops->peer_is_local(c);
+}
+
 int ftr_chan_flush(struct ftr_chan *c)
 {
 	int ret = 0;

@@ -84,6 +84,8 @@ struct ftr_transport_ops {
 	/* Optional: caps the channel's send rate (bytes/s, 0 = none) in the
 	 * transport or the kernel; NULL: -EOPNOTSUPP. */
 	int (*set_pacing)(struct ftr_chan *c, uint64_t bytes_per_s);
+	/* Optional: true when the peer is on this host (NULL: false). */
+	bool (*peer_is_local)(struct ftr_chan *c);
 };
 
 /* Channel counters have one writer each (tx_* under send_lock, rx_* the

@@ -68,13 +68,16 @@ wait_exit "$DST_PID" 20; rc=$RC
 # 2. hybrid: completes.
 PREFIX="ip netns exec $NB" DST_LISTEN="$IPB:0" start_dst dst2 --cache 32M --synth-writes 5000 \
 	--synth-rate 5000 --prefault-fwd 4 --timeout-ms 5000
-PREFIX="ip netns exec $NA" start_src src2 "$IPB:$DST_PORT" --workload "$SPEC" --pre-writes 10000 \
-	--mode hybrid --rounds 2 --timeout-ms 5000
+FTREPL_LOG_LEVEL=info PREFIX="ip netns exec $NA" start_src src2 "$IPB:$DST_PORT" \
+	--workload "$SPEC" --pre-writes 10000 --mode hybrid --rounds 2 --timeout-ms 5000
 wait_exit "$SRC_PID" 90; src_rc=$RC
 wait_exit "$DST_PID" 90; dst_rc=$RC
 [ "$src_rc" = 0 ] || fail "hybrid: source exited $src_rc: $(grep '^error' "$WORK/src2.log")"
 [ "$dst_rc" = 0 ] || fail "hybrid: destination exited $dst_rc: $(grep -E '^(error|oracle)' "$WORK/dst2.log")"
 [ "$(result src2 round)" = 2 ] || fail "hybrid ran $(result src2 round) rounds"
+# a destination across a link: the push is paced below it (never taken for local)
+grep -q 'postcopy: background pages paced at' "$WORK/src2.log" ||
+	fail "the push was not paced over the veth: $(grep 'postcopy:' "$WORK/src2.log")"
 k_src=$(result src2 workload_writes)
 k_dst=$(grep '^oracle ok' "$WORK/dst2.log" | sed 's/.*k=//')
 [ "$k_dst" = $((k_src + 5000)) ] || fail "k $k_dst, expected $k_src + 5000"
