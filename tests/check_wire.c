@@ -25,9 +25,11 @@
 /* A private copy of the CRC32C implementation, so that the table walk used
  * on CPUs without SSE4.2 (crc_sw) is tested on this one too. */
 #define ftr_crc32c crc32c_private_copy
+#define ftr_crc32c_use crc32c_use_private_copy
 uint32_t crc32c_private_copy(uint32_t crc, const void *buf, size_t len);
 #include "common/crc32c.c"
 #undef ftr_crc32c
+#undef ftr_crc32c_use
 
 #define PAGE 4096u
 #define HDR FTR_WIRE_HDR_LEN

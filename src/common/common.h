@@ -120,4 +120,10 @@ int ftr_read_all(int fd, void *buf, size_t len);
 /* True when the page is a single repeated byte; *fill gets that byte. */
 bool ftr_page_is_fill(const void *page, size_t len, uint8_t *fill);
 
+/* Makes ftr_crc32c() use one implementation: "table", "sse4.2",
+ * "vpclmulqdq" or "auto" (the best this CPU has, the default; crc32c.c).
+ * For tests and benchmarks, before any other thread computes a CRC. 0, or
+ * -EOPNOTSUPP when this CPU lacks it. */
+int ftr_crc32c_use(const char *name);
+
 #endif
