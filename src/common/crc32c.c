@@ -205,7 +205,7 @@ static uint32_t xpow_mod(unsigned n)
 	return r;
 }
 
-static uint64_t reflect32(uint32_t v)
+static uint32_t reflect32(uint32_t v)
 {
 	uint32_t r = 0;
 
@@ -228,6 +228,14 @@ static void crc_fold_init(void)
 FOLD_TARGET static inline __m128i fold_k128(unsigned n)
 {
 	return _mm_set_epi64x((long long)fold_k[n][1], (long long)fold_k[n][0]);
+}
+
+/* The four blocks of x folded forward by k's distance onto the four at p. */
+FOLD_TARGET static inline __m512i fold_onto(__m512i x, __m512i k, const uint8_t *p)
+{
+	return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+					 _mm512_clmulepi64_epi128(x, k, 0x11),
+					 _mm512_loadu_si512(p), 0x96);
 }
 
 /* The four blocks of a register folded by n0..n3 blocks (0: kept as is). */
@@ -269,18 +277,10 @@ FOLD_TARGET static uint32_t crc_fold(uint32_t c, const uint8_t *p, size_t len)
 	len -= CRC_FOLD_STEP;
 	k = _mm512_broadcast_i32x4(fold_k128(CRC_FOLD_STEP / 16));
 	while (len >= CRC_FOLD_STEP) {
-		x0 = _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x0, k, 0x00),
-					       _mm512_clmulepi64_epi128(x0, k, 0x11),
-					       _mm512_loadu_si512(p), 0x96);
-		x1 = _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x1, k, 0x00),
-					       _mm512_clmulepi64_epi128(x1, k, 0x11),
-					       _mm512_loadu_si512(p + 64), 0x96);
-		x2 = _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x2, k, 0x00),
-					       _mm512_clmulepi64_epi128(x2, k, 0x11),
-					       _mm512_loadu_si512(p + 128), 0x96);
-		x3 = _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x3, k, 0x00),
-					       _mm512_clmulepi64_epi128(x3, k, 0x11),
-					       _mm512_loadu_si512(p + 192), 0x96);
+		x0 = fold_onto(x0, k, p);
+		x1 = fold_onto(x1, k, p + 64);
+		x2 = fold_onto(x2, k, p + 128);
+		x3 = fold_onto(x3, k, p + 192);
 		p += CRC_FOLD_STEP;
 		len -= CRC_FOLD_STEP;
 	}
@@ -324,11 +324,9 @@ static uint32_t (*resolve_crc(void))(uint32_t, const uint8_t *, size_t)
 	return crc_fold;
 }
 
+/* By name, other than "auto" (after resolve_crc(): its tables are built). */
 static uint32_t (*impl_named(const char *name))(uint32_t, const uint8_t *, size_t)
 {
-	__builtin_cpu_init();
-	if (!strcmp(name, "auto"))
-		return resolve_crc();
 	if (!strcmp(name, "table"))
 		return crc_sw;
 	if (!strcmp(name, "sse4.2") && __builtin_cpu_supports("sse4.2"))
@@ -345,16 +343,18 @@ static uint32_t (*resolve_crc(void))(uint32_t, const uint8_t *, size_t)
 
 static uint32_t (*impl_named(const char *name))(uint32_t, const uint8_t *, size_t)
 {
-	return strcmp(name, "table") && strcmp(name, "auto") ? NULL : crc_sw;
+	return strcmp(name, "table") ? NULL : crc_sw;
 }
 #endif
 
 static uint32_t (*crc_impl)(uint32_t, const uint8_t *, size_t);
+static uint32_t (*crc_best)(uint32_t, const uint8_t *, size_t);	/* "auto" */
 static pthread_once_t impl_once = PTHREAD_ONCE_INIT;
 
 static void impl_init(void)
 {
-	crc_impl = resolve_crc();
+	crc_best = resolve_crc();
+	crc_impl = crc_best;
 }
 
 uint32_t ftr_crc32c(uint32_t crc, const void *buf, size_t len)
@@ -368,7 +368,7 @@ int ftr_crc32c_use(const char *name)
 	uint32_t (*f)(uint32_t, const uint8_t *, size_t);
 
 	pthread_once(&impl_once, impl_init);	/* every table the others need */
-	f = impl_named(name);
+	f = strcmp(name, "auto") ? impl_named(name) : crc_best;
 	if (!f)
 		return -EOPNOTSUPP;
 	crc_impl = f;

@@ -428,15 +428,6 @@ static void format_addr(const struct sockaddr *sa, char *buf, size_t n, bool wit
 		snprintf(buf, n, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
 }
 
-static bool is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-	return false;
-}
-
 static int check_port(struct ibv_context *ctx, uint8_t port, const char *dev,
 		      struct ibv_port_attr *pa)
 {
@@ -2172,7 +2163,7 @@ static int rdma_connect_op(const struct ftr_tp_opts *o, const char *host, uint16
 	}
 	ret = check_id_device(t->id, want, rdma_get_local_addr(t->id));
 	if (ret) {
-		if (is_loopback((struct sockaddr *)&ss))
+		if (ftr_addr_is_loopback((struct sockaddr *)&ss))
 			pr_err("connect %s: rdma_cm cannot use loopback addresses; use the IP "
 			       "address of the RDMA device's network interface", where);
 		goto out_free;
@@ -2186,7 +2177,7 @@ static int rdma_connect_op(const struct ftr_tp_opts *o, const char *host, uint16
 				   "routing to", where);
 	}
 	if (ret) {
-		if (is_loopback((struct sockaddr *)&ss))
+		if (ftr_addr_is_loopback((struct sockaddr *)&ss))
 			pr_err("connect %s: rdma_cm cannot route loopback addresses; use the IP "
 			       "address of the RDMA device's network interface", where);
 		else

@@ -1700,22 +1700,6 @@ static int tcp_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	return 0;
 }
 
-static bool is_loopback(const struct sockaddr_storage *a)
-{
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)a;
-
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (a->ss_family == AF_INET6) {
-		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
-
-		return IN6_IS_ADDR_LOOPBACK(in6) ||
-		       (IN6_IS_ADDR_V4MAPPED(in6) && in6->s6_addr[12] == 127);
-	}
-	return false;
-}
-
 /* A loopback peer, or one at this end's own address (a connection to the
  * host's own address goes over loopback too). */
 static bool tcp_peer_is_local(struct ftr_chan *c)
@@ -1727,7 +1711,7 @@ static bool tcp_peer_is_local(struct ftr_chan *c)
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) ||
 	    getsockname(fd, (struct sockaddr *)&me, &ml))
 		return false;
-	if (is_loopback(&peer))
+	if (ftr_addr_is_loopback((struct sockaddr *)&peer))
 		return true;
 	if (peer.ss_family != me.ss_family)
 		return false;

@@ -19,6 +19,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "transport/transport_impl.h"
 
@@ -298,6 +301,18 @@ int ftr_chan_set_pacing(struct ftr_chan *c, uint64_t bytes_per_s)
 	if (!c->ops->set_pacing)
 		return -EOPNOTSUPP;
 	return c->ops->set_pacing(c, bytes_per_s);
+}
+
+bool ftr_addr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
 }
 
 bool ftr_chan_peer_is_local(struct ftr_chan *c)

@@ -123,6 +123,10 @@ void ftr_chan_init(struct ftr_chan *c, const struct ftr_transport_ops *ops,
 /* Releases the generic part (the backend frees its own struct). */
 void ftr_chan_fini(struct ftr_chan *c);
 
+/* True for a loopback address: 127/8, ::1, or ::ffff:127/104 (transport.c). */
+struct sockaddr;
+bool ftr_addr_is_loopback(const struct sockaddr *sa);
+
 /* Registry (registry.c). Returns NULL when no backend has that name. */
 const struct ftr_transport_ops *ftr_transport_find(const char *name);
 
