@@ -67,6 +67,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,6 +98,8 @@ enum {
 	M_PRECOPY_S,
 	M_POSTCOPY_S,
 	M_DST_DOWNTIME_MS,
+	M_DST_IN_PLACE_S,
+	M_DST_PEAK_RSS_MB,
 	M_DIRTY_MBS,
 	M_BW_MBS,
 	M_VERIFIED,
@@ -128,6 +131,8 @@ static const struct ftb_metric metrics[M__COUNT] = {
 	[M_PRECOPY_S] = { "precopy_s", "s" },
 	[M_POSTCOPY_S] = { "postcopy_s", "s" },
 	[M_DST_DOWNTIME_MS] = { "dst_downtime_ms", "ms" },
+	[M_DST_IN_PLACE_S] = { "dst_in_place_s", "s" },
+	[M_DST_PEAK_RSS_MB] = { "dst_peak_rss_mb", "MB" },
 	[M_DIRTY_MBS] = { "dirty_mb_s", "MB/s" },
 	[M_BW_MBS] = { "bandwidth_mb_s", "MB/s" },
 	[M_VERIFIED] = { "verified", "" },
@@ -391,6 +396,7 @@ struct pc_result {
 	int32_t ret;			/* src: run(); dst: 0 completed, else -errno */
 	int32_t verify_ret;		/* dst: ftr_migrate_dst_verify() */
 	int32_t verify_ok;
+	uint64_t peak_rss_kb;		/* dst: the child's peak resident memory */
 	struct ftr_migrate_status st;
 	char err[256];
 };
@@ -419,6 +425,7 @@ static void __attribute__((noreturn)) dst_child(const struct pc_cfg *cfg, int re
 	struct pc_result r = { .ret = -EIO, .verify_ret = -ENODATA };
 	struct ftr_migrate_dst *dst = NULL;
 	struct ftr_synth_verdict v;
+	struct rusage ru;
 	uint16_t port = 0;
 	int ph;
 
@@ -447,6 +454,8 @@ static void __attribute__((noreturn)) dst_child(const struct pc_cfg *cfg, int re
 			 ftr_migrate_dst_error(dst));
 	}
 	ftr_migrate_dst_get_status(dst, &r.st);
+	if (!getrusage(RUSAGE_SELF, &ru))
+		r.peak_rss_kb = (uint64_t)ru.ru_maxrss;
 	if (!r.ret) {
 		r.verify_ret = ftr_migrate_dst_verify(dst, NULL, &v);
 		r.verify_ok = !r.verify_ret && v.ok;
@@ -994,6 +1003,8 @@ static int ftrepl_run(struct ftb_ctx *c, unsigned g, unsigned v, double *m, char
 	m[M_PRECOPY_S] = (double)sr.st.precopy_ms / 1e3;
 	m[M_POSTCOPY_S] = (double)sr.st.postcopy_ms / 1e3;
 	m[M_DST_DOWNTIME_MS] = (double)dr.st.downtime_us / 1e3;
+	m[M_DST_IN_PLACE_S] = (double)dr.st.postcopy_ms / 1e3;
+	m[M_DST_PEAK_RSS_MB] = (double)dr.peak_rss_kb / 1024;
 	m[M_DIRTY_MBS] = (double)sr.st.dirty_bytes_per_s / 1e6;
 	m[M_BW_MBS] = (double)sr.st.bandwidth_bytes_per_s / 1e6;
 	m[M_VERIFIED] = dr.verify_ok ? 1 : 0;

@@ -22,11 +22,14 @@
  *                       few bytes (its rate is no measure of the link) and is
  *                       cut; postcopy must not be paced by that rate (it then
  *                       crawled at ~0.2 MB/s: 6 MB in 35 s)
- *   discard_after       anonymous hybrid, then every page discarded
- *                       (MADV_DONTNEED) and read again: the switch's content
- *                       (pages final at the switch, kept in the receive buffer)
- *                       or zeros (pages that came after it), never an older
- *                       precopy copy
+ *   discard_after       hybrid and postcopy in both memory modes, then every
+ *                       page discarded (MADV_DONTNEED) and read again: anonymous
+ *                       memory reads zeros (the pages that came before the switch
+ *                       were moved in, the receive buffer freed), never an older
+ *                       precopy copy; the memfd keeps every page
+ *   move_refused        anonymous precopy whose received pages the kernel will
+ *                       not move (shared with a child forked meanwhile): they
+ *                       are copied; exact image, zeros once discarded
  *   explicit_switch     ftr_migrate_src_switch() during a long precopy
  *   no_converge         precopy only, a workload faster than the link can take:
  *                       fails naming dirty rate and bandwidth; the workload keeps
@@ -58,6 +61,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
@@ -66,8 +70,11 @@
 
 #include "checkpoint/workload.h"
 #include "common/common.h"
+#include "uffd/uffd_compat.h"
 
 #define MIB (1ull << 20)
+
+static bool kernel_move;	/* this kernel has UFFDIO_MOVE (Linux >= 6.8) */
 
 struct mcase {
 	enum ftr_migrate_mode mode;
@@ -509,10 +516,12 @@ END_TEST
 /* A hybrid (pages that came before the switch, and after it) and a
  * postcopy (every page copied in after it, in MEMFD mode straight into the
  * memfd), in both memory modes (_i: bit 0 the mode, bit 1 postcopy); then
- * every page discarded and read again. ANON: its content, or zeros for a
- * page that only the workload's memory held (anonymous memory's
- * semantics); MEMFD: always its content, which the memfd itself holds too
- * (read back with pread: what a VMM sharing it would see). */
+ * every page discarded and read again. ANON: zeros, anonymous memory's own
+ * semantics: once every page is in place only the workload's memory holds
+ * the image (pages final at the switch were moved in where the kernel has
+ * UFFDIO_MOVE, which the hybrid must then have used; the receive buffer is
+ * freed either way); MEMFD: always its content, which the memfd itself
+ * holds too (read back with pread: what a VMM sharing it would see). */
 START_TEST(discard_after)
 {
 	bool post = _i & 2;
@@ -520,7 +529,7 @@ START_TEST(discard_after)
 			    .rounds = post ? 0 : 2, .mem = (enum ftr_migrate_mem)(_i & 1),
 			    .size = 16 * MIB, .rate = 20000, .pre_writes = 6000,
 			    .precopy_bw = 40 * MIB };
-	uint64_t npages = mc.size / FTR_SYNTH_PAGE, kept = 0, zeroed = 0, bad = 0;
+	uint64_t npages = mc.size / FTR_SYNTH_PAGE, kept = 0, zeroed = 0, bad = 0, data = 0;
 	struct ftr_migrate_image img;
 	uint8_t *before = malloc(FTR_SYNTH_PAGE), *zero = calloc(1, FTR_SYNTH_PAGE);
 	uint8_t *infd = malloc(FTR_SYNTH_PAGE);
@@ -538,6 +547,7 @@ START_TEST(discard_after)
 		uint8_t *pg = (uint8_t *)img.regions[0].base + p * FTR_SYNTH_PAGE;
 
 		memcpy(before, pg, FTR_SYNTH_PAGE);
+		data += memcmp(before, zero, FTR_SYNTH_PAGE) != 0;
 		if (img.memfd >= 0) {
 			ck_assert_int_eq(pread(img.memfd, infd, FTR_SYNTH_PAGE,
 					       (off_t)(p * FTR_SYNTH_PAGE)), FTR_SYNTH_PAGE);
@@ -553,15 +563,23 @@ START_TEST(discard_after)
 		else if (!bad++)
 			fprintf(stderr, "page %" PRIu64 ": neither its content nor zeros\n", p);
 	}
-	fprintf(stderr, "discard_after: %" PRIu64 " pages served again, %" PRIu64 " zeros "
-		"(%" PRIu64 " pushed or requested after the switch)\n", kept, zeroed,
-		r.sst.pushed_pages + r.sst.requested_pages);
+	fprintf(stderr, "discard_after (%s, %s): %" PRIu64 " pages held data; read again: %"
+		PRIu64 " the same, %" PRIu64 " zeros (%" PRIu64 " pushed or requested after the "
+		"switch, %" PRIu64 " moved in)\n", post ? "postcopy" : "hybrid",
+		mc.mem == FTR_MIG_MEM_ANON ? "anon" : "memfd", data, kept, zeroed,
+		r.sst.pushed_pages + r.sst.requested_pages, r.dstst.moved_pages);
 	ck_assert_uint_eq(bad, 0);
-	if (mc.mem == FTR_MIG_MEM_ANON)
-		ck_assert_uint_gt(zeroed, 0);
-	else
+	ck_assert_uint_gt(data, npages / 2);
+	if (mc.mem == FTR_MIG_MEM_ANON) {
+		ck_assert_uint_eq(zeroed, data);	/* every page that held data */
+		ck_assert_uint_eq(kept, npages - data);	/* (zeros before and after) */
+		if (!post && kernel_move)
+			ck_assert_uint_gt(r.dstst.moved_pages, 0);
+	} else {
 		ck_assert_uint_eq(zeroed, 0);
-	ck_assert_uint_gt(kept, 0);
+		ck_assert_uint_eq(kept, npages);
+		ck_assert_uint_eq(r.dstst.moved_pages, 0);
+	}
 	free(before);
 	free(zero);
 	free(infd);
@@ -612,6 +630,68 @@ static void *switch_later(void *arg)
 	ck_assert_int_eq(ftr_migrate_src_switch(r->src), 0);
 	return NULL;
 }
+
+/* Anonymous memory whose pages the kernel will not move: the destination
+ * process forks after precopy round 1 arrived, so the receive buffer's
+ * pages are shared with the child (UFFDIO_MOVE refuses a page that is not
+ * exclusively this process's) until a later round writes them again. The
+ * destination copies those instead: the image is exact, most pages were
+ * not moved, and the pages read zeros once discarded. */
+START_TEST(move_refused)
+{
+	struct mcase mc = { .mode = FTR_MIG_PRECOPY, .mem = FTR_MIG_MEM_ANON, .size = 16 * MIB,
+			    .rate = 2000, .pre_writes = 6000, .precopy_bw = 40 * MIB };
+	uint64_t npages = mc.size / FTR_SYNTH_PAGE, nonzero = 0;
+	struct ftr_migrate_status st;
+	struct ftr_migrate_image img;
+	uint64_t end = ftr_now_ms() + 20000;
+	int pfd[2], wst;
+	pid_t child;
+	struct run r;
+
+	if (!kernel_move)
+		return;		/* every page is copied anyway */
+	ck_assert_int_eq(pipe(pfd), 0);
+	run_start(&r, &mc, 0);
+	do {
+		usleep(500);
+		ftr_migrate_dst_get_status(r.dst, &st);
+	} while (st.round < 1 && st.phase != FTR_MIG_FAILED && ftr_now_ms() < end);
+	ck_assert_msg(st.round == 1 && st.phase == FTR_MIG_PRECOPY_RUN,
+		      "the destination is at round %u, phase %s: no moment between the rounds",
+		      st.round, ftr_migrate_phase_name(st.phase));
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (!child) {
+		char c;
+
+		close(pfd[1]);
+		alarm(60);
+		while (read(pfd[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(pfd[0]);
+	run_join(&r);
+	check_result(&r, &mc);
+	print_status("move_refused-dst", &r.dstst);
+	ck_assert_msg(r.dstst.moved_pages < npages / 2,
+		      "%" PRIu64 " of %" PRIu64 " pages moved though the child shared them",
+		      r.dstst.moved_pages, npages);
+	ck_assert_int_eq(ftr_migrate_dst_image(r.dst, &img), 0);
+	for (uint64_t p = 1; p < npages; p++) {
+		uint8_t *pg = (uint8_t *)img.regions[0].base + p * FTR_SYNTH_PAGE;
+
+		ck_assert_int_eq(madvise(pg, FTR_SYNTH_PAGE, MADV_DONTNEED), 0);
+		for (unsigned i = 0; i < FTR_SYNTH_PAGE; i++)
+			nonzero += pg[i] != 0;
+	}
+	ck_assert_uint_eq(nonzero, 0);
+	close(pfd[1]);
+	ck_assert_int_eq(waitpid(child, &wst, 0), child);
+	run_free(&r);
+}
+END_TEST
 
 START_TEST(explicit_switch)
 {
@@ -845,6 +925,7 @@ static Suite *migrate_suite(void)
 	tcase_add_test(tc, hybrid_cut);
 	tcase_add_test(tc, hybrid_fill_round);
 	tcase_add_loop_test(tc, discard_after, 0, 4);
+	tcase_add_test(tc, move_refused);
 	tcase_add_test(tc, explicit_switch);
 	tcase_add_test(tc, no_converge);
 	tcase_add_test(tc, no_background);
@@ -869,6 +950,7 @@ int main(void)
 		return 77;
 	}
 	close(fd);
+	kernel_move = api.features & UFFD_FEATURE_MOVE;
 	sr = srunner_create(migrate_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

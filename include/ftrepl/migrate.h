@@ -188,6 +188,9 @@ struct ftr_migrate_status {
 	uint64_t fault_reqs;		/* src: FAULT_REQ records served; dst: sent */
 	uint64_t pages_received;	/* dst: page payloads and fill pages kept */
 	uint64_t dup_pages;		/* dst: copies dropped (already had the page) */
+	uint64_t moved_pages;		/* dst (ANON): pages that came before the switch
+					 * and were moved into the workload's memory
+					 * (UFFDIO_MOVE) rather than copied */
 	uint64_t faults;		/* dst: userfaultfd faults handled */
 	uint64_t fault_lat_median_us;	/* dst: fault read to page installed */
 	uint64_t fault_lat_p99_us;
@@ -284,14 +287,19 @@ enum ftr_migrate_mem {
 	 * spares a shmem page fault per page. Either way the memfd holds the
 	 * image. */
 	FTR_MIG_MEM_MEMFD = 0,
-	/* The workload's memory is anonymous, registered MISSING; pages are
-	 * copied in (UFFDIO_COPY) once they arrived: from a receive buffer
-	 * of the image's size if they came before the switch, from the
-	 * receiving connection's bounce buffer if after it. A page the
-	 * workload discards (MADV_DONTNEED) after it was installed is
-	 * installed again when next touched: from the receive buffer, or as
-	 * zeros (anonymous memory's own semantics) if it came after the
-	 * switch and so was only ever in the workload's memory. */
+	/* The workload's memory is anonymous, registered MISSING. A page
+	 * that arrives before the switch is received into a buffer of the
+	 * image's size and, once final, moved from there into the workload's
+	 * memory (UFFDIO_MOVE, Linux >= 6.8: no copy, no second page; a page
+	 * the kernel will not move, e.g. one shared with a child forked
+	 * since, and every page on older kernels, is copied); a page that
+	 * arrives after it is copied in (UFFDIO_COPY) from the receiving
+	 * connection's bounce buffer. Once every page that was final at the
+	 * switch is in place the buffer is freed, so the destination holds
+	 * the image once. A page the workload discards (MADV_DONTNEED) after
+	 * the migration completed reads as zeros when next touched
+	 * (anonymous memory's own semantics); one discarded earlier may be
+	 * served again from the buffer. */
 	FTR_MIG_MEM_ANON = 1,
 };
 

@@ -100,6 +100,7 @@ void md_set_completed_if_done(struct ftr_migrate_dst *d)
 {
 	pthread_mutex_lock(&d->lock);
 	if (!d->failed && atomic_load(&d->n_installed) == d->lay.total_pages &&
+	    atomic_load(&d->inst_done) &&
 	    (d->phase == FTR_MIG_POSTCOPY_RUN || d->phase == FTR_MIG_RECOVERING ||
 	     d->phase == FTR_MIG_SWITCHING)) {
 		d->phase = FTR_MIG_COMPLETED;
@@ -1168,6 +1169,7 @@ int ftr_migrate_dst_get_status(struct ftr_migrate_dst *d, struct ftr_migrate_sta
 	pthread_mutex_unlock(&d->lock);
 	st->pages_received = atomic_load(&d->pages_received);
 	st->dup_pages = atomic_load(&d->dup_pages);
+	st->moved_pages = atomic_load(&d->moved_pages);
 	st->fault_reqs = atomic_load(&d->fault_reqs);
 	st->workload_writes = atomic_load(&d->synth_k);
 	if (d->fs) {

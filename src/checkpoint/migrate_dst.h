@@ -22,7 +22,9 @@
  *             after that install; in ANON mode it is "bounced": the store
  *             never holds it; in MEMFD mode the copy went into the memfd).
  *             Never written again: later copies are dropped.
- * Only a FINAL page is ever installed from the store.
+ * Only a FINAL page is ever installed from the store. In ANON mode a page
+ * moved from the store into the workload's memory is "bounced" too (the
+ * store no longer holds it).
  */
 #ifndef FTR_MIGRATE_DST_H
 #define FTR_MIGRATE_DST_H
@@ -106,6 +108,8 @@ struct ftr_migrate_dst {
 	uint8_t *wmem;			/* the workload's memory (== a second mapping
 					 * of the memfd, or anonymous) */
 	uint64_t map_len;
+	bool move;			/* ANON: the store's pages are moved in
+					 * (UFFDIO_MOVE), not copied */
 	int uffd;
 	uint64_t uffd_ioctls;
 	struct ftr_fs *fs;
@@ -115,7 +119,8 @@ struct ftr_migrate_dst {
 	uint64_t *seen;			/* precopy: arrived at least once */
 	uint64_t *need;			/* the switch bitmap */
 	uint64_t *installed;
-	uint64_t *bounced;		/* installed from a bounce buffer, not in the store */
+	uint64_t *bounced;		/* ANON: only the workload's memory holds it (copied
+					 * from a bounce buffer, or moved in) */
 	uint64_t *requested;		/* asked for on this incarnation (req_lock) */
 	atomic_bool switched;		/* pstate in force */
 	_Atomic uint64_t n_need, n_installed;
@@ -138,6 +143,8 @@ struct ftr_migrate_dst {
 	/* installer of the pages valid at the switch */
 	pthread_t inst_th;
 	bool inst_started;
+	atomic_bool inst_done;		/* it went over every page (and, ANON,
+					 * freed the store): completion waits for it */
 
 	/* synthetic continuation */
 	pthread_t synth_th;
@@ -149,6 +156,7 @@ struct ftr_migrate_dst {
 
 	/* counters */
 	_Atomic uint64_t pages_received, dup_pages, fault_reqs;
+	_Atomic uint64_t moved_pages, move_fallbacks;
 };
 
 /* migrate_dst.c */

@@ -8,7 +8,9 @@
  *     its final content is in the page cache; MISSING catches pages that
  *     were never written, which MINOR alone would let the kernel fill with
  *     zeros), or an anonymous mapping registered MISSING (ANON mode: pages
- *     are copied in from the store with UFFDIO_COPY). In ANON mode a page
+ *     are moved in from the store with UFFDIO_MOVE, which hands the page
+ *     itself over: no copy, and the image is held once, not twice; copied
+ *     with UFFDIO_COPY where the kernel cannot move one). In ANON mode a page
  *     that arrives after the switch skips the store: it is received into
  *     the connection's bounce buffer (a batch of pages, reused) and copied
  *     into the workload's memory from there, which saves a first touch of
@@ -21,9 +23,12 @@
  *     and a UFFDIO_CONTINUE;
  *   - installs: after the switch a receiver installs the pages it just
  *     finalized; the installer thread installs the pages that were final at
- *     the switch; the fault server installs a faulted page itself once the
+ *     the switch and then (ANON) frees the store, which nothing reads from
+ *     then on; the fault server installs a faulted page itself once the
  *     page source says it is final. Whichever comes second gets EEXIST
- *     (benign: the kernel never replaces a present page);
+ *     (benign: the kernel never replaces a present page; a fault server
+ *     that read a store page the installer had just moved away, reading
+ *     zeros, gets EEXIST too, as the page is in place by then);
  *   - the page source of the fault server: a page that is not final is
  *     requested on the urgent channel (with the prefault window) and waited
  *     for, at most MD_FAULT_WAIT_MS per call (then -EAGAIN: the server
@@ -120,7 +125,16 @@ int md_mem_setup(struct ftr_migrate_dst *d, char *msg, size_t mlen)
 		snprintf(msg, mlen, "mapping %" PRIu64 " bytes: %s", len, strerror(-ret));
 		return ret;
 	}
-	ret = ftr_uffd_open(features, false, NULL, NULL, NULL);
+	/* ANON: pages that came before the switch are moved from the store
+	 * into the workload's memory (UFFDIO_MOVE, Linux >= 6.8) where the
+	 * kernel can; without it they are copied. */
+	ret = -EINVAL;
+	if (d->o.mem == FTR_MIG_MEM_ANON)
+		ret = ftr_uffd_open(features | UFFD_FEATURE_MOVE, false, NULL, NULL, NULL);
+	if (ret == -EINVAL)
+		ret = ftr_uffd_open(features, false, NULL, NULL, NULL);
+	else if (ret >= 0)
+		features |= UFFD_FEATURE_MOVE;
 	if (ret < 0) {
 		snprintf(msg, mlen, "userfaultfd (features %#" PRIx64 "): %s", features,
 			 strerror(-ret));
@@ -138,6 +152,9 @@ int md_mem_setup(struct ftr_migrate_dst *d, char *msg, size_t mlen)
 			 d->o.mem == FTR_MIG_MEM_MEMFD ? "UFFDIO_CONTINUE" : "UFFDIO_COPY");
 		return -EOPNOTSUPP;
 	}
+	d->move = (features & UFFD_FEATURE_MOVE) && ftr_uffd_has_ioctl(ioctls, _UFFDIO_MOVE);
+	pr_debug("pages received before the switch are %s into the workload's memory",
+		 d->o.mem == FTR_MIG_MEM_MEMFD ? "mapped" : d->move ? "moved" : "copied");
 	return 0;
 }
 
@@ -159,6 +176,30 @@ void md_mem_teardown(struct ftr_migrate_dst *d)
 }
 
 /* ---- installs ----------------------------------------------------------------------- */
+
+static void set_bounced(struct ftr_migrate_dst *d, uint64_t g, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		mig_bit_set_atomic(d->bounced, g + i);
+}
+
+/* ANON, once the installer went over every page: each page that was final
+ * at the switch is in the workload's memory, and every later one never
+ * touches the store, so nothing reads it again (a page the workload
+ * discards from now on reads as zeros, as any anonymous page). What it
+ * still holds (older copies of pages that came again after the switch,
+ * or every page where they were copied rather than moved) is freed. */
+static void drop_store(struct ftr_migrate_dst *d)
+{
+	if (d->o.mem != FTR_MIG_MEM_ANON || !d->store)
+		return;
+	if (atomic_load(&d->move_fallbacks))
+		pr_info("%" PRIu64 " pages received before the switch were copied, not moved "
+			"(UFFDIO_MOVE refused them)", (uint64_t)atomic_load(&d->move_fallbacks));
+	if (madvise(d->store, d->map_len, MADV_DONTNEED))
+		pr_warn("freeing the receive buffer (%" PRIu64 " bytes): %s", d->map_len,
+			strerror(errno));
+}
 
 static void mark_installed(struct ftr_migrate_dst *d, uint64_t g, uint64_t n)
 {
@@ -222,29 +263,53 @@ static void md_install_from(struct ftr_migrate_dst *d, uint32_t r, uint64_t page
 			    const uint8_t *src, bool bounced)
 {
 	const uint64_t ps = d->lay.page_size;
+	const bool cont = d->o.mem == FTR_MIG_MEM_MEMFD && !bounced;
+	const bool move = d->move && !bounced;
 	uint64_t addr = (uint64_t)(uintptr_t)d->wmem + page_off(d, r, page);
-	uint64_t off = 0;
+	uint64_t g = d->lay.g0[r] + page, off = 0;
 	unsigned retries = 0;
 
 	while (off < n) {
-		uint64_t len = (n - off) * ps;
+		uint64_t len = (n - off) * ps, dst = addr + off * ps;
+		uint64_t from = (uint64_t)(uintptr_t)(src + off * ps);
+		const char *op = cont ? "UFFDIO_CONTINUE" : move ? "UFFDIO_MOVE" : "UFFDIO_COPY";
 		int64_t got;
 		int rc;
 
-		if (d->o.mem == FTR_MIG_MEM_MEMFD && !bounced) {
-			struct uffdio_continue c = { .range = { .start = addr + off * ps, .len = len } };
+		if (cont) {
+			struct uffdio_continue c = { .range = { .start = dst, .len = len } };
 
 			rc = ioctl(d->uffd, UFFDIO_CONTINUE, &c);
 			got = c.mapped;
+		} else if (move) {
+			struct uffdio_move m = { .dst = dst, .src = from, .len = len };
+
+			rc = ioctl(d->uffd, UFFDIO_MOVE, &m);
+			got = m.move;
+			/* Only the workload's memory holds these pages now. */
+			if (got >= (int64_t)ps) {
+				set_bounced(d, g + off, (uint64_t)got / ps);
+				atomic_fetch_add(&d->moved_pages, (uint64_t)got / ps);
+			}
+			if (rc && got < (int64_t)ps && errno != EEXIST && errno != EAGAIN &&
+			    errno != EINTR && errno != ENOMEM) {
+				/* This page cannot change hands (shared with a
+				 * child since a fork, pinned, under migration):
+				 * it is copied instead. */
+				struct uffdio_copy c = { .dst = dst, .src = from, .len = ps };
+
+				atomic_fetch_add(&d->move_fallbacks, 1);
+				op = "UFFDIO_COPY";
+				rc = ioctl(d->uffd, UFFDIO_COPY, &c);
+				got = c.copy;
+			}
 		} else {
-			struct uffdio_copy c = { .dst = addr + off * ps,
-						 .src = (uint64_t)(uintptr_t)(src + off * ps),
-						 .len = len };
+			struct uffdio_copy c = { .dst = dst, .src = from, .len = len };
 
 			rc = ioctl(d->uffd, UFFDIO_COPY, &c);
 			got = c.copy;
 		}
-		if (!rc) {
+		if (!rc && got >= (int64_t)len) {
 			off = n;
 			break;
 		}
@@ -252,12 +317,12 @@ static void md_install_from(struct ftr_migrate_dst *d, uint32_t r, uint64_t page
 			off += (uint64_t)got / ps;
 			continue;
 		}
-		switch (errno) {
+		switch (rc ? errno : EAGAIN) {
 		case EEXIST:
 			if (d->o.mem == FTR_MIG_MEM_MEMFD && bounced &&
 			    !overwrite_memfd_page(d, r, page + off, src + off * ps))
 				return;
-			ftr_uffd_wake(d->uffd, (void *)(uintptr_t)(addr + off * ps), ps);
+			ftr_uffd_wake(d->uffd, (void *)(uintptr_t)dst, ps);
 			/* fall through */
 		case ENOENT:
 			off++;
@@ -272,14 +337,12 @@ static void md_install_from(struct ftr_migrate_dst *d, uint32_t r, uint64_t page
 			/* fall through */
 		default:
 			md_fail(d, "installing region %u page %" PRIu64 " (%s): %s", r, page + off,
-				d->o.mem == FTR_MIG_MEM_MEMFD && !bounced ? "UFFDIO_CONTINUE" :
-									    "UFFDIO_COPY",
-				strerror(errno));
+				op, strerror(errno));
 			return;
 		}
 	}
-	mark_installed(d, d->lay.g0[r] + page, n);
-	note_install(d, d->lay.g0[r] + page, n);
+	mark_installed(d, g, n);
+	note_install(d, g, n);
 }
 
 static void md_install(struct ftr_migrate_dst *d, uint32_t r, uint64_t page, uint64_t n)
@@ -313,6 +376,11 @@ static void *installer_main(void *arg)
 				p++;
 			}
 		}
+	}
+	if (!atomic_load(&d->stopping)) {
+		drop_store(d);
+		atomic_store(&d->inst_done, true);
+		md_set_completed_if_done(d);
 	}
 	return NULL;
 }
@@ -620,11 +688,11 @@ static int src_read(void *ctx, uint32_t region, uint64_t first, uint32_t npages,
 		uint64_t ps = d->lay.page_size;
 		uint8_t *to = (uint8_t *)dst + (uint64_t)i * ps;
 
-		/* A bounced page faulting again was either installed while
-		 * this fault waited (the server's copy then finds it present)
-		 * or discarded by the workload since (MADV_DONTNEED): zeros,
-		 * as for any anonymous page, since only the workload's memory
-		 * ever held its content. */
+		/* A bounced (or moved) page faulting again was either
+		 * installed while this fault waited (the server's copy then
+		 * finds it present) or discarded by the workload since
+		 * (MADV_DONTNEED): zeros, as for any anonymous page, since
+		 * only the workload's memory holds its content. */
 		if (mig_bit_test_atomic(d->bounced, d->lay.g0[region] + first + i))
 			memset(to, 0, ps);
 		else

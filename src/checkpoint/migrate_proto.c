@@ -100,7 +100,7 @@ int ftr_migrate_status_json(const struct ftr_migrate_status *st, char *buf, size
 		"\"push_pace_bytes_per_s\":%" PRIu64 ",\"est_downtime_ms\":%" PRIu64 ",\"pages_sent\":%" PRIu64 ",\"bytes_sent\":%" PRIu64
 		",\"precopy_pages\":%" PRIu64 ",\"pushed_pages\":%" PRIu64 ",\"requested_pages\":%"
 		PRIu64 ",\"fault_reqs\":%" PRIu64 ",\"pages_received\":%" PRIu64 ",\"dup_pages\":%"
-		PRIu64 ",\"faults\":%" PRIu64 ",\"fault_lat_median_us\":%" PRIu64
+		PRIu64 ",\"moved_pages\":%" PRIu64 ",\"faults\":%" PRIu64 ",\"fault_lat_median_us\":%" PRIu64
 		",\"fault_lat_p99_us\":%" PRIu64 ",\"fault_lat_max_us\":%" PRIu64
 		",\"downtime_us\":%" PRIu64 ",\"precopy_ms\":%" PRIu64 ",\"postcopy_ms\":%" PRIu64
 		",\"total_ms\":%" PRIu64 ",\"recoveries\":%u,\"workload_writes\":%" PRIu64
@@ -109,7 +109,7 @@ int ftr_migrate_status_json(const struct ftr_migrate_status *st, char *buf, size
 		st->nchannels, st->pages_total, st->pages_left, st->dirty_bytes_per_s,
 		st->bandwidth_bytes_per_s, st->push_pace_bytes_per_s, st->est_downtime_ms, st->pages_sent, st->bytes_sent,
 		st->precopy_pages, st->pushed_pages, st->requested_pages, st->fault_reqs,
-		st->pages_received, st->dup_pages, st->faults, st->fault_lat_median_us,
+		st->pages_received, st->dup_pages, st->moved_pages, st->faults, st->fault_lat_median_us,
 		st->fault_lat_p99_us, st->fault_lat_max_us, st->downtime_us, st->precopy_ms,
 		st->postcopy_ms, st->total_ms, st->recoveries, st->workload_writes, st->transport,
 		err);
