@@ -438,6 +438,33 @@ static int ensure_scratch(struct md_conn *c)
 	return 0;
 }
 
+/* Before the switch: the store pages of a record that never arrived are
+ * faulted in by one madvise per run of consecutive pages, before the
+ * socket's copy writes them (which would take one page fault each, each
+ * costly under a hypervisor). Best effort: a failure leaves it to those
+ * faults. */
+static void populate_unseen(struct ftr_migrate_dst *d, uint32_t r, const uint64_t *pages,
+			    uint32_t count)
+{
+	const uint64_t ps = d->lay.page_size;
+	uint32_t i = 0;
+
+	while (i < count) {
+		uint32_t j = i + 1;
+
+		if (mig_bit_test_atomic(d->seen, d->lay.g0[r] + pages[i])) {
+			i++;
+			continue;
+		}
+		while (j < count && pages[j] == pages[j - 1] + 1 &&
+		       !mig_bit_test_atomic(d->seen, d->lay.g0[r] + pages[j]))
+			j++;
+		(void)madvise(d->store + page_off(d, r, pages[i]), (j - i) * ps,
+			      MADV_POPULATE_WRITE);
+		i = j;
+	}
+}
+
 int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, size_t mlen)
 {
 	struct ftr_migrate_dst *d = conn->dst;
@@ -485,6 +512,8 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 					   : d->store + page_off(d, r, pages[i]);
 		iov[i].iov_len = ps;
 	}
+	if (!switched && is_pages)
+		populate_unseen(d, r, pages, count);
 	if (is_pages) {
 		ret = ftr_chan_recv_data(conn->chan, &rec->hdr, iov, (int)count);
 		if (!ret && ftr_wire_check_data(&rec->hdr, iov, (int)count, &werr)) {
