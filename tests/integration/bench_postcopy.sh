@@ -19,6 +19,12 @@ J="$WORK/bench.json"
 # the floor: a positive time, and the region moved no faster than memory
 floor=$(jq '.baselines.links[0].floor_s // 0' "$J")
 jq -e --argjson f "$floor" -n '$f > 0 and $f < 60' >/dev/null || fail "transfer floor $floor s"
+# the same beside a busy CPU: measured, and a positive time
+busy=$(jq '.baselines.links[0].floor_busy_cpu_s // 0' "$J")
+jq -e --argjson f "$busy" -n '$f > 0 and $f < 60' >/dev/null || fail "floor beside a busy CPU $busy s"
+# the destination's view: every page in place, and its peak memory at least the image
+jq -e '[.cases[].samples[] | select(.dst_in_place_s >= 0 and .dst_peak_rss_mb >= 16)] | length == 4' \
+	"$J" >/dev/null || fail "dst_in_place_s / dst_peak_rss_mb missing: $(jq -c '[.cases[].samples[] | {dst_in_place_s, dst_peak_rss_mb}]' "$J")"
 # every run bracketed by the link, and its ratio consistent with it
 jq -e '[.cases[].samples[] | select(.run_link_gbit_s > 0 and
 	((.total_over_run_size_bw - .total_s / (16777216 / (.run_link_gbit_s * 1e9 / 8))) | fabs) < 1e-6)]
@@ -27,4 +33,4 @@ jq -e '[.cases[].samples[] | select(.run_link_gbit_s > 0 and
 [ "$(jq '[.summary.checks[] | select(.check == "downtime under 50 ms")] | length' "$J")" = 4 ] ||
 	fail "the downtime target was not checked for every case"
 grep -q "transfer floor" "$WORK/bench.log" || fail "the table does not print the transfer floor"
-echo "ok: floor ${floor}s"
+echo "ok: floor ${floor}s, beside a busy CPU ${busy}s"
