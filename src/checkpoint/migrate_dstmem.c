@@ -56,6 +56,17 @@
 
 #define MD_INSTALL_RUN 512u		/* pages per install ioctl at most */
 #define MD_INSTALL_RETRIES 2000		/* EAGAIN retries (address space changing) */
+/* ANON: a run of fewer pages is copied, not moved. UFFDIO_MOVE unmaps the
+ * pages from the store, and when another thread of the process runs on
+ * another CPU (the workload, after the switch) that takes a TLB shootdown
+ * per call: measured here, one page per call, 1.1 us alone but 10-12 us
+ * beside a running thread, against ~2 us for UFFDIO_COPY either way; a
+ * whole 1 MiB run moves in ~30 us. The store's copy of a copied page is
+ * freed with the rest of the store after the installer's pass. */
+#define MD_MOVE_MIN_RUN 16
+/* ANON: the installer frees the store behind it every this many pages (one
+ * TLB shootdown each), so that the image is held about once throughout. */
+#define MD_FREE_CHUNK 2048u
 #define SYNTH_BLOB_MAGIC 0x31424f4c42525446ull /* the synthetic blob's "FTRBLOB1" */
 
 static inline uint64_t page_off(const struct ftr_migrate_dst *d, uint32_t r, uint64_t page)
@@ -183,21 +194,19 @@ static void set_bounced(struct ftr_migrate_dst *d, uint64_t g, uint64_t n)
 		mig_bit_set_atomic(d->bounced, g + i);
 }
 
-/* ANON, once the installer went over every page: each page that was final
- * at the switch is in the workload's memory, and every later one never
- * touches the store, so nothing reads it again (a page the workload
- * discards from now on reads as zeros, as any anonymous page). What it
- * still holds (older copies of pages that came again after the switch,
- * or every page where they were copied rather than moved) is freed. */
-static void drop_store(struct ftr_migrate_dst *d)
+/* ANON, behind the installer's pass: each page of [off, off+len) of the
+ * store that was final at the switch is in the workload's memory by now,
+ * and no page that turns final later ever touches the store, so nothing
+ * reads this part again (a page the workload discards from now on reads as
+ * zeros, as any anonymous page). What it still holds (older copies of
+ * pages that come again after the switch, and the pages that were copied
+ * rather than moved) is freed. */
+static void drop_store(struct ftr_migrate_dst *d, uint64_t off, uint64_t len)
 {
-	if (d->o.mem != FTR_MIG_MEM_ANON || !d->store)
+	if (d->o.mem != FTR_MIG_MEM_ANON || !d->store || !len)
 		return;
-	if (atomic_load(&d->move_fallbacks))
-		pr_info("%" PRIu64 " pages received before the switch were copied, not moved "
-			"(UFFDIO_MOVE refused them)", (uint64_t)atomic_load(&d->move_fallbacks));
-	if (madvise(d->store, d->map_len, MADV_DONTNEED))
-		pr_warn("freeing the receive buffer (%" PRIu64 " bytes): %s", d->map_len,
+	if (madvise(d->store + off, len, MADV_DONTNEED))
+		pr_warn("freeing %" PRIu64 " bytes of the receive buffer: %s", len,
 			strerror(errno));
 }
 
@@ -264,7 +273,7 @@ static void md_install_from(struct ftr_migrate_dst *d, uint32_t r, uint64_t page
 {
 	const uint64_t ps = d->lay.page_size;
 	const bool cont = d->o.mem == FTR_MIG_MEM_MEMFD && !bounced;
-	const bool move = d->move && !bounced;
+	const bool move = d->move && !bounced && n >= MD_MOVE_MIN_RUN;
 	uint64_t addr = (uint64_t)(uintptr_t)d->wmem + page_off(d, r, page);
 	uint64_t g = d->lay.g0[r] + page, off = 0;
 	unsigned retries = 0;
@@ -356,14 +365,20 @@ static void *installer_main(void *arg)
 {
 	struct ftr_migrate_dst *d = arg;
 	const struct mig_layout *l = &d->lay;
+	uint64_t t0 = ftr_now_ns(), runs = 0, pages = 0;
 
 	ftr_thread_name("ftr-md-install");
 
 	for (uint32_t r = 0; r < l->nregions; r++) {
-		uint64_t p = 0;
+		uint64_t p = 0, freed = 0;
 
 		while (p < l->npages[r] && !atomic_load(&d->stopping)) {
 			uint64_t g = l->g0[r] + p, n = 0;
+
+			if (p - freed >= MD_FREE_CHUNK) {
+				drop_store(d, page_off(d, r, freed), (p - freed) * l->page_size);
+				freed = p;
+			}
 
 			while (p + n < l->npages[r] && n < MD_INSTALL_RUN &&
 			       pstate_get(d, g + n) == MD_FINAL &&
@@ -372,13 +387,25 @@ static void *installer_main(void *arg)
 			if (n) {
 				md_install(d, r, p, n);
 				p += n;
+				runs++;
+				pages += n;
 			} else {
 				p++;
 			}
 		}
+		if (!atomic_load(&d->stopping))
+			drop_store(d, page_off(d, r, freed), (p - freed) * l->page_size);
 	}
 	if (!atomic_load(&d->stopping)) {
-		drop_store(d);
+		if (atomic_load(&d->move_fallbacks))
+			pr_info("%" PRIu64 " pages received before the switch were copied, not "
+				"moved (UFFDIO_MOVE refused them)",
+				(uint64_t)atomic_load(&d->move_fallbacks));
+		pr_info("installed %" PRIu64 " pages final at the switch in %" PRIu64 " runs in %"
+			PRIu64 " ms (%s; %" PRIu64 " moved)%s", pages, runs,
+			(ftr_now_ns() - t0) / 1000000, d->o.mem == FTR_MIG_MEM_MEMFD ? "mapped" :
+			"copied or moved", (uint64_t)atomic_load(&d->moved_pages),
+			d->o.mem == FTR_MIG_MEM_ANON ? "; the receive buffer is freed" : "");
 		atomic_store(&d->inst_done, true);
 		md_set_completed_if_done(d);
 	}
