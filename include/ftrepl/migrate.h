@@ -290,13 +290,14 @@ enum ftr_migrate_mem {
 	/* The workload's memory is anonymous, registered MISSING. A page
 	 * that arrives before the switch is received into a buffer of the
 	 * image's size and, once final, moved from there into the workload's
-	 * memory (UFFDIO_MOVE, Linux >= 6.8: no copy, no second page; a page
+	 * memory (UFFDIO_MOVE, Linux >= 6.8: no copy, no second page; runs of
+	 * a few pages, whose moves would cost a TLB shootdown each, a page
 	 * the kernel will not move, e.g. one shared with a child forked
-	 * since, and every page on older kernels, is copied); a page that
+	 * since, and every page on older kernels, are copied); a page that
 	 * arrives after it is copied in (UFFDIO_COPY) from the receiving
-	 * connection's bounce buffer. Once every page that was final at the
-	 * switch is in place the buffer is freed, so the destination holds
-	 * the image once. A page the workload discards (MADV_DONTNEED) after
+	 * connection's bounce buffer. The buffer is freed behind the pass
+	 * that puts the pages final at the switch in place, so the
+	 * destination holds the image about once. A page the workload discards (MADV_DONTNEED) after
 	 * the migration completed reads as zeros when next touched
 	 * (anonymous memory's own semantics); one discarded earlier may be
 	 * served again from the buffer. */
