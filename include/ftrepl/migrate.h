@@ -297,10 +297,10 @@ enum ftr_migrate_mem {
 	 * arrives after it is copied in (UFFDIO_COPY) from the receiving
 	 * connection's bounce buffer. The buffer is freed behind the pass
 	 * that puts the pages final at the switch in place, so the
-	 * destination holds the image about once. A page the workload discards (MADV_DONTNEED) after
-	 * the migration completed reads as zeros when next touched
-	 * (anonymous memory's own semantics); one discarded earlier may be
-	 * served again from the buffer. */
+	 * destination holds the image about once. A page the workload
+	 * discards (MADV_DONTNEED) after the migration completed reads as
+	 * zeros when next touched (anonymous memory's own semantics); one
+	 * discarded earlier may be served again from the buffer. */
 	FTR_MIG_MEM_ANON = 1,
 };
 

@@ -23,8 +23,8 @@
  *     and a UFFDIO_CONTINUE;
  *   - installs: after the switch a receiver installs the pages it just
  *     finalized; the installer thread installs the pages that were final at
- *     the switch and then (ANON) frees the store, which nothing reads from
- *     then on; the fault server installs a faulted page itself once the
+ *     the switch and (ANON) frees the store behind it, which nothing reads
+ *     from then on; the fault server installs a faulted page itself once the
  *     page source says it is final. Whichever comes second gets EEXIST
  *     (benign: the kernel never replaces a present page; a fault server
  *     that read a store page the installer had just moved away, reading
@@ -62,7 +62,7 @@
  * per call: measured here, one page per call, 1.1 us alone but 10-12 us
  * beside a running thread, against ~2 us for UFFDIO_COPY either way; a
  * whole 1 MiB run moves in ~30 us. The store's copy of a copied page is
- * freed with the rest of the store after the installer's pass. */
+ * freed with the rest of the store behind the installer's pass. */
 #define MD_MOVE_MIN_RUN 16
 /* ANON: the installer frees the store behind it every this many pages (one
  * TLB shootdown each), so that the image is held about once throughout. */
@@ -465,11 +465,12 @@ static int ensure_scratch(struct md_conn *c)
 	return 0;
 }
 
-/* Before the switch: the store pages of a record that never arrived are
- * faulted in by one madvise per run of consecutive pages, before the
+/* ANON, before the switch: the store pages of a record that never arrived
+ * are faulted in by one madvise per run of consecutive pages, before the
  * socket's copy writes them (which would take one page fault each, each
  * costly under a hypervisor). Best effort: a failure leaves it to those
- * faults. */
+ * faults. (Not for a memfd store: populating shmem measured no faster here
+ * than its page faults.) */
 static void populate_unseen(struct ftr_migrate_dst *d, uint32_t r, const uint64_t *pages,
 			    uint32_t count)
 {
@@ -539,7 +540,7 @@ int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, si
 					   : d->store + page_off(d, r, pages[i]);
 		iov[i].iov_len = ps;
 	}
-	if (!switched && is_pages)
+	if (!switched && is_pages && anon)
 		populate_unseen(d, r, pages, count);
 	if (is_pages) {
 		ret = ftr_chan_recv_data(conn->chan, &rec->hdr, iov, (int)count);
