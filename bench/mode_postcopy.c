@@ -769,10 +769,9 @@ static int floor_beside_busy_cpu(const struct ftb_ctx *c, const struct pc_link *
 		snprintf(err, errlen, "fork: %s", strerror((int)-spin));
 		return (int)spin;
 	}
-	if (!spin) {
+	if (!spin) {		/* killed below, or with ftbench (ftb_fork) */
 		volatile uint64_t x = 0;
 
-		alarm(3600);	/* killed long before; never outlives a lost parent */
 		for (;;)
 			x++;
 	}

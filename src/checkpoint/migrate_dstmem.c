@@ -52,6 +52,7 @@
 
 #include "checkpoint/migrate_dst.h"
 #include "common/common.h"
+#include "uffd/probe.h"
 #include "uffd/uffd_io.h"
 
 #define MD_INSTALL_RUN 512u		/* pages per install ioctl at most */
@@ -98,6 +99,7 @@ int md_mem_setup(struct ftr_migrate_dst *d, char *msg, size_t mlen)
 {
 	uint64_t len = d->lay.bytes, features, mode, ioctls = 0, need_ioctl;
 	long sys_ps = sysconf(_SC_PAGESIZE);
+	const struct ftr_kprobe *kp;
 	int ret;
 
 	if (d->lay.page_size != (uint64_t)sys_ps) {
@@ -138,14 +140,11 @@ int md_mem_setup(struct ftr_migrate_dst *d, char *msg, size_t mlen)
 	}
 	/* ANON: pages that came before the switch are moved from the store
 	 * into the workload's memory (UFFDIO_MOVE, Linux >= 6.8) where the
-	 * kernel can; without it they are copied. */
-	ret = -EINVAL;
-	if (d->o.mem == FTR_MIG_MEM_ANON)
-		ret = ftr_uffd_open(features | UFFD_FEATURE_MOVE, false, NULL, NULL, NULL);
-	if (ret == -EINVAL)
-		ret = ftr_uffd_open(features, false, NULL, NULL, NULL);
-	else if (ret >= 0)
+	 * kernel offers it; without it they are copied. */
+	if (d->o.mem == FTR_MIG_MEM_ANON && !ftr_kprobe_get(&kp) &&
+	    (kp->features & UFFD_FEATURE_MOVE))
 		features |= UFFD_FEATURE_MOVE;
+	ret = ftr_uffd_open(features, false, NULL, NULL, NULL);
 	if (ret < 0) {
 		snprintf(msg, mlen, "userfaultfd (features %#" PRIx64 "): %s", features,
 			 strerror(-ret));
@@ -412,30 +411,35 @@ static void *installer_main(void *arg)
 	return NULL;
 }
 
+/* The next run of a record's pages: from the first selected entry at or
+ * after *i, the entries up to the one returned (exclusive), all selected,
+ * of consecutive page numbers, at most max of them. *i is moved to the
+ * run's start; the return value equals *i when no entry is left. */
+static uint32_t next_run(const uint64_t *pages, const bool *sel, uint32_t count, uint32_t *i,
+			 uint32_t max)
+{
+	uint32_t j;
+
+	while (*i < count && !sel[*i])
+		(*i)++;
+	j = *i < count ? *i + 1 : *i;
+	while (j < count && sel[j] && pages[j] == pages[j - 1] + 1 && j - *i < max)
+		j++;
+	return j;
+}
+
 /* Installs the pages of a record selected by sel[], in runs of consecutive
  * page numbers: from the store, or when bounce is set from slot i of it
  * (the record's i-th page). */
 static void install_list(struct ftr_migrate_dst *d, uint32_t r, const uint64_t *pages,
 			 const bool *sel, uint32_t count, const uint8_t *bounce)
 {
-	uint32_t i = 0;
-
-	while (i < count) {
-		uint32_t j = i + 1;
-
-		if (!sel[i]) {
-			i++;
-			continue;
-		}
-		while (j < count && sel[j] && pages[j] == pages[j - 1] + 1 &&
-		       j - i < MD_INSTALL_RUN)
-			j++;
+	for (uint32_t i = 0, j; (j = next_run(pages, sel, count, &i, MD_INSTALL_RUN)) > i; i = j) {
 		if (bounce)
 			md_install_from(d, r, pages[i], j - i,
 					bounce + (uint64_t)i * d->lay.page_size, true);
 		else
 			md_install(d, r, pages[i], j - i);
-		i = j;
 	}
 }
 
@@ -474,23 +478,13 @@ static int ensure_scratch(struct md_conn *c)
 static void populate_unseen(struct ftr_migrate_dst *d, uint32_t r, const uint64_t *pages,
 			    uint32_t count)
 {
-	const uint64_t ps = d->lay.page_size;
-	uint32_t i = 0;
+	bool fresh[FTR_WIRE_MAX_BATCH];
 
-	while (i < count) {
-		uint32_t j = i + 1;
-
-		if (mig_bit_test_atomic(d->seen, d->lay.g0[r] + pages[i])) {
-			i++;
-			continue;
-		}
-		while (j < count && pages[j] == pages[j - 1] + 1 &&
-		       !mig_bit_test_atomic(d->seen, d->lay.g0[r] + pages[j]))
-			j++;
-		(void)madvise(d->store + page_off(d, r, pages[i]), (j - i) * ps,
+	for (uint32_t i = 0; i < count; i++)
+		fresh[i] = !mig_bit_test_atomic(d->seen, d->lay.g0[r] + pages[i]);
+	for (uint32_t i = 0, j; (j = next_run(pages, fresh, count, &i, count)) > i; i = j)
+		(void)madvise(d->store + page_off(d, r, pages[i]), (j - i) * d->lay.page_size,
 			      MADV_POPULATE_WRITE);
-		i = j;
-	}
 }
 
 int md_take_pages(struct md_conn *conn, const struct ftr_rec *rec, char *msg, size_t mlen)

@@ -194,6 +194,9 @@ static uint32_t crc_hw(uint32_t c, const uint8_t *p, size_t len)
 #define CRC_POLY_NORMAL 0x1EDC6F41u	/* CRC32C's polynomial, x^32 implied */
 
 static uint64_t fold_k[CRC_FOLD_STEP / 16 + 1][2];	/* [n]: fold by n blocks */
+/* The last step's register i holds blocks 4i..4i+3, each folded onto block
+ * 15 (by 15 - j blocks); block 15 itself stays as it is (no constant). */
+static uint64_t fold_fin[4][8] __attribute__((aligned(64)));
 
 /* x^n mod P (normal bit order: bit i is the coefficient of x^i). */
 static uint32_t xpow_mod(unsigned n)
@@ -221,6 +224,10 @@ static void crc_fold_init(void)
 		fold_k[n][0] = reflect32(xpow_mod(128 * n + 31));
 		fold_k[n][1] = reflect32(xpow_mod(128 * n - 33));
 	}
+	for (unsigned j = 0; j < CRC_FOLD_STEP / 16 - 1; j++) {
+		fold_fin[j / 4][2 * (j % 4)] = fold_k[15 - j][0];
+		fold_fin[j / 4][2 * (j % 4) + 1] = fold_k[15 - j][1];
+	}
 }
 
 #define FOLD_TARGET __attribute__((target("sse4.2,pclmul,avx512f,avx512vl,vpclmulqdq")))
@@ -238,26 +245,15 @@ FOLD_TARGET static inline __m512i fold_onto(__m512i x, __m512i k, const uint8_t 
 					 _mm512_loadu_si512(p), 0x96);
 }
 
-/* The four blocks of a register folded by n0..n3 blocks (0: kept as is). */
-FOLD_TARGET static inline __m512i fold4(__m512i x, unsigned n0, unsigned n1, unsigned n2,
-					unsigned n3)
+/* Register i of the last step folded onto block 15 (fold_fin[i]; block 15,
+ * the last lane of register 3, is kept as it is). */
+FOLD_TARGET static inline __m512i fold_last(__m512i x, unsigned i)
 {
-	const unsigned n[4] = { n0, n1, n2, n3 };
-	uint64_t k[8] = { 0 }, keep = 0;
+	__m512i k = _mm512_load_si512(fold_fin[i]);
+	__m512i kept = _mm512_maskz_mov_epi64(i == 3 ? 0xC0 : 0, x);
 
-	for (int i = 0; i < 4; i++) {
-		if (n[i]) {
-			k[2 * i] = fold_k[n[i]][0];
-			k[2 * i + 1] = fold_k[n[i]][1];
-		} else {
-			keep |= 3u << (2 * i);
-		}
-	}
-	__m512i kv = _mm512_loadu_si512(k);
-
-	return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, kv, 0x00),
-					 _mm512_clmulepi64_epi128(x, kv, 0x11),
-					 _mm512_maskz_mov_epi64((__mmask8)keep, x), 0x96);
+	return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+					 _mm512_clmulepi64_epi128(x, k, 0x11), kept, 0x96);
 }
 
 FOLD_TARGET static uint32_t crc_fold(uint32_t c, const uint8_t *p, size_t len)
@@ -285,9 +281,8 @@ FOLD_TARGET static uint32_t crc_fold(uint32_t c, const uint8_t *p, size_t len)
 		len -= CRC_FOLD_STEP;
 	}
 	/* block j of the step (0..15) onto block 15: by 15 - j blocks */
-	a = _mm512_ternarylogic_epi64(fold4(x0, 15, 14, 13, 12), fold4(x1, 11, 10, 9, 8),
-				      fold4(x2, 7, 6, 5, 4), 0x96);
-	a = _mm512_xor_si512(a, fold4(x3, 3, 2, 1, 0));
+	a = _mm512_ternarylogic_epi64(fold_last(x0, 0), fold_last(x1, 1), fold_last(x2, 2), 0x96);
+	a = _mm512_xor_si512(a, fold_last(x3, 3));
 	x = _mm_xor_si128(_mm_xor_si128(_mm512_extracti32x4_epi32(a, 0),
 					_mm512_extracti32x4_epi32(a, 1)),
 			  _mm_xor_si128(_mm512_extracti32x4_epi32(a, 2),
